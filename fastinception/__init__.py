@@ -1,0 +1,1 @@
+"""fastinception: fused Triton kernels for the GoogLeNet/Inception block."""

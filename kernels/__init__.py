@@ -1,0 +1,1 @@
+"""Triton kernels of fastinception (installed as ``fastinception.kernels``)."""
