@@ -1,0 +1,52 @@
+"""``python -m fastinception check``: FastInception against the reference block on this machine."""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from .module import FastInception
+from .reference import GOOGLENET_BLOCKS, Inception
+
+
+def _time(fn, repeats: int) -> float:
+    """Median wall time of ``fn`` in milliseconds, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return sorted(times)[len(times) // 2]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--block", default="3a", choices=sorted(GOOGLENET_BLOCKS), help="GoogLeNet block (default 3a)")
+    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs, median reported (default 10)")
+    parser.add_argument("--backend", default="auto", help="FastInception backend (default auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    block_args, size = GOOGLENET_BLOCKS[args.block]
+    torch.manual_seed(0)
+    ref = Inception(*block_args).to(device).eval()
+    fast = FastInception.from_module(ref, backend=args.backend)
+    x = torch.randn(args.batch, block_args[0], size, size, device=device)
+    with torch.no_grad():
+        exact = ref.double()(x.double())
+        ref.float()
+        errors = {name: (m(x).double() - exact).abs().max().item() for name, m in (("reference", ref), ("FastInception", fast))}
+        times = {name: _time(lambda m=m: m(x), args.repeats) for name, m in (("reference", ref), ("FastInception", fast))}
+    where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    print(f"block {args.block}: x {tuple(x.shape)} float32 on {where}, torch {torch.__version__}")
+    print(f"{'module':<15} {'max |err| vs fp64':>18} {'time (ms)':>10}")
+    for name in errors:
+        print(f"{name:<15} {errors[name]:>18.3e} {times[name]:>10.2f}")
+    return 0

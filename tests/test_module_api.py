@@ -1,0 +1,166 @@
+"""state_dict round trips, conversion, output buffers and errors of FastInception."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from fastinception import FastInception, Inception, convert, googlenet
+
+from numerics import assert_close
+
+ARGS = (6, 3, (4, 5), (2, 3), 2)
+
+
+def test_state_dict_round_trips_both_ways():
+    ref, fast = Inception(*ARGS), FastInception(*ARGS)
+    fast.load_state_dict(ref.state_dict(), strict=True)
+    for name, t in ref.state_dict().items():
+        assert torch.equal(fast.state_dict()[name], t), name
+    other = Inception(*ARGS)
+    other.load_state_dict(fast.state_dict(), strict=True)
+    for name, t in fast.state_dict().items():
+        assert torch.equal(other.state_dict()[name], t), name
+
+
+def test_from_module_keeps_weights_dtype_and_mode():
+    ref = Inception(*ARGS, k3=3, dtype=torch.float64).eval()
+    fast = FastInception.from_module(ref)
+    assert not fast.training and fast.spec == ref.spec and fast.p1_1.weight.dtype == torch.float64
+    x = torch.randn(2, 6, 5, 4, dtype=torch.float64)
+    assert_close(fast(x), ref(x), torch.float64, "from_module")
+
+
+class D2LInception(nn.Module):
+    """The block as written in the d2l book, with no tie to this package."""
+
+    def __init__(self, in_channels, c1, c2, c3, c4):
+        super().__init__()
+        self.p1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
+        self.p2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
+        self.p2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
+        self.p3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
+        self.p3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
+        self.p4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        self.p4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
+
+    def forward(self, x):
+        relu = torch.relu
+        p1 = relu(self.p1_1(x))
+        p2 = relu(self.p2_2(relu(self.p2_1(x))))
+        p3 = relu(self.p3_2(relu(self.p3_1(x))))
+        p4 = relu(self.p4_2(self.p4_1(x)))
+        return torch.cat((p1, p2, p3, p4), dim=1)
+
+
+def test_convert_whole_googlenet_gives_same_logits():
+    torch.manual_seed(0)
+    net = googlenet().eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        want = net(x)
+    converted = convert(copy.deepcopy(net))
+    kinds = [type(m) for m in converted.modules()]
+    assert kinds.count(FastInception) == 9 and Inception not in kinds
+    assert not converted.training
+    with torch.no_grad():
+        assert_close(converted(x), want, torch.float32, "logits")
+
+
+def test_convert_recognises_a_copied_d2l_class_and_keeps_train_mode():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), D2LInception(8, 4, (3, 5), (2, 3), 2)).train()
+    x = torch.randn(2, 1, 6, 6)
+    want = model(x)
+    convert(model)
+    assert isinstance(model[1], FastInception) and model[1].training
+    assert_close(model(x), want, torch.float32, "converted d2l block")
+
+
+def test_convert_leaves_other_shapes_alone():
+    block = D2LInception(8, 4, (3, 5), (2, 3), 2)
+    block.p2_2 = nn.Conv2d(3, 5, kernel_size=3, padding=1, stride=2)
+    model = nn.Sequential(block)
+    assert convert(model)[0] is block
+
+
+def test_convert_of_a_bare_block_returns_a_fast_block():
+    ref = Inception(*ARGS)
+    assert isinstance(convert(ref), FastInception)
+
+
+def test_googlenet_fast_builds_the_same_network():
+    torch.manual_seed(3)
+    ref = googlenet()
+    torch.manual_seed(3)
+    fast = googlenet(fast=True, backend="torch")
+    assert sum(isinstance(m, FastInception) for m in fast.modules()) == 9
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert_close(fast(x), ref(x), torch.float32, "googlenet logits")
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_out_argument_writes_a_slice_of_a_larger_buffer(fmt):
+    fast = FastInception(*ARGS, backend="torch")
+    x = torch.randn(2, 6, 5, 7).contiguous(memory_format=fmt)
+    big = torch.full((2, 3 + fast.spec.out_channels + 4, 5, 7), float("nan")).contiguous(memory_format=fmt)
+    view = big[:, 3 : 3 + fast.spec.out_channels]
+    assert fast(x, out=view) is view
+    assert torch.isnan(big[:, :3]).all() and torch.isnan(big[:, -4:]).all()
+    assert_close(view, Inception.forward(fast, x), torch.float32, "out slice")
+
+
+def test_empty_batch_and_one_pixel():
+    fast = FastInception(*ARGS)
+    assert fast(torch.randn(0, 6, 4, 5)).shape == (0, fast.spec.out_channels, 4, 5)
+    for shape in [(2, 6, 1, 1), (1, 6, 1, 9), (3, 6, 7, 1)]:
+        x = torch.randn(shape)
+        assert_close(fast(x), Inception.forward(fast, x), torch.float32, str(shape))
+
+
+@pytest.mark.parametrize(
+    "make_x, error, message",
+    [
+        (lambda: torch.randn(6, 5, 5), ValueError, r"4-D input .*got 3-D"),
+        (lambda: torch.randn(2, 5, 5, 5), ValueError, r"expects 6 input channels, got 5"),
+        (lambda: torch.randn(2, 6, 5, 5, dtype=torch.float64), TypeError, r"float64 differs from .*float32"),
+        (lambda: torch.ones(2, 6, 5, 5, dtype=torch.int64), TypeError, r"floating-point input, got torch.int64"),
+        (lambda: torch.ones(2, 6, 5, 5, dtype=torch.bool), TypeError, r"floating-point input, got torch.bool"),
+        (lambda: torch.randn(2, 6, 5, 5, device="meta"), RuntimeError, r"input is on meta but the parameters are on cpu"),
+        (lambda: [1.0], TypeError, r"expects a torch.Tensor, got list"),
+    ],
+)
+def test_bad_input_is_refused_clearly(make_x, error, message):
+    fast = FastInception(*ARGS)
+    with pytest.raises(error, match=message):
+        fast(make_x())
+
+
+@pytest.mark.parametrize(
+    "make_out, error, message",
+    [
+        (lambda x, c: torch.empty(2, c + 1, 5, 5), ValueError, r"out must have shape \(2, 13, 5, 5\)"),
+        (lambda x, c: torch.empty(2, c, 5, 5, dtype=torch.float64), TypeError, r"out must have dtype torch.float32"),
+        (lambda x, c: torch.empty(2, c, 5, 5, device="meta"), RuntimeError, r"out must be on cpu"),
+    ],
+)
+def test_bad_out_is_refused_clearly(make_out, error, message):
+    fast = FastInception(*ARGS)
+    x = torch.randn(2, 6, 5, 5)
+    with pytest.raises(error, match=message):
+        fast(x, out=make_out(x, fast.spec.out_channels))
+
+
+def test_out_overlapping_the_input_is_refused():
+    fast = FastInception(*ARGS)
+    c = fast.spec.out_channels
+    buf = torch.randn(2, 6 + c, 5, 5)
+    with pytest.raises(ValueError, match="must not share memory with the input"):
+        fast(buf[:, :6], out=buf[:, 2 : 2 + c])
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match=r"backend must be one of .*got 'cudnn'"):
+        FastInception(*ARGS, backend="cudnn")
