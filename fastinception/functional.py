@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import torch
 
+from .autocast import autocast_dtype, cast_for_autocast
 from .params import BlockParams
 from .spec import InceptionSpec
 from .torch_backend import inception_torch
 from .validation import check_input, check_out, memory_format_of
 
-BACKENDS = ("auto", "torch")
+BACKENDS = ("auto", "torch", "triton")
 
 
 def check_backend(name: str) -> str:
@@ -18,10 +19,10 @@ def check_backend(name: str) -> str:
 
 
 def resolve_backend(name: str, x: torch.Tensor) -> str:
-    """The backend that runs for ``x``: ``auto`` picks the fused PyTorch path."""
+    """The backend that runs for ``x``: ``auto`` picks triton for CUDA tensors and torch elsewhere."""
     check_backend(name)
     if name == "auto":
-        return "torch"
+        return "triton" if x.is_cuda else "torch"
     return name
 
 
@@ -32,12 +33,22 @@ def inception(
     *,
     backend: str = "auto",
     out: torch.Tensor | None = None,
+    deterministic: bool = True,
+    streams: bool = True,
 ) -> torch.Tensor:
     """Run one Inception block on ``x`` (N, Cin, H, W).
 
     The result has ``spec.out_channels`` channels in ``x``'s memory format, or is written into ``out`` (a
     tensor or a channel slice of a larger one, of the right shape, dtype and device) and ``out`` is returned.
+    ``backend``: ``"auto"`` (triton on CUDA, torch elsewhere), ``"torch"`` or ``"triton"``. ``deterministic=False``
+    lets the triton backward use float atomics in its weight-gradient reductions (faster, not bitwise repeatable);
+    ``streams=False`` runs the two spatial branches of the triton backend on the caller's stream instead of two side
+    streams.
     """
+    if isinstance(x, torch.Tensor) and (dtype := autocast_dtype(x)) is not None:
+        x, params = cast_for_autocast(x, params, dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            return inception(x, params, spec, backend=backend, out=out, deterministic=deterministic, streams=streams)
     check_input(x, spec, params.w1)
     if out is None:
         out = torch.empty(
@@ -50,4 +61,8 @@ def inception(
         check_out(out, x, spec)
     if x.shape[0] == 0:
         return out
+    if resolve_backend(backend, x) == "triton":
+        from .triton_function import inception_triton
+
+        return inception_triton(x, params, out, deterministic=deterministic, streams=streams)
     return inception_torch(x, params, spec, out)

@@ -13,8 +13,15 @@ from .spec import InceptionSpec
 class FastInception(nn.Module):
     """An Inception block computed by fused kernels; parameters and state_dict as the reference ``Inception``.
 
-    ``backend``: ``"auto"`` (default), or ``"torch"`` for the fused PyTorch path.
+    ``backend``: ``"auto"`` (default: triton for CUDA inputs, torch elsewhere), ``"triton"`` for the Triton
+    kernels (on CPU tensors only under ``TRITON_INTERPRET=1``), or ``"torch"`` for the fused PyTorch path.
+    ``deterministic_backward`` (attribute, default True): set it to False to let the triton backward use float
+    atomics in its weight-gradient reductions. ``branch_streams`` (attribute, default True): set it to False to
+    run the two spatial branches on the caller's CUDA stream instead of two side streams.
     """
+
+    deterministic_backward = True
+    branch_streams = True
 
     def __init__(self, in_channels, c1, c2, c3, c4, *, k2=3, k3=5, backend="auto", device=None, dtype=None):
         super().__init__()
@@ -39,7 +46,10 @@ class FastInception(nn.Module):
         return BlockParams.of(self)
 
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        return inception(x, self.params(), self.spec, backend=self.backend, out=out)
+        return inception(
+            x, self.params(), self.spec, backend=self.backend, out=out,
+            deterministic=self.deterministic_backward, streams=self.branch_streams,
+        )
 
     def extra_repr(self) -> str:
         s = self.spec

@@ -1,0 +1,37 @@
+"""Two side streams for the block's independent spatial branches, forked from and joined to the caller's stream."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+_side_streams: dict = {}
+
+
+def _streams_for(device: torch.device):
+    if device not in _side_streams:
+        _side_streams[device] = (torch.cuda.Stream(device), torch.cuda.Stream(device))
+    return _side_streams[device]
+
+
+@contextlib.contextmanager
+def branch_streams(device: torch.device, enabled: bool):
+    """Yield two context managers, one per branch; their work runs on side streams when enabled on CUDA.
+
+    The side streams wait for the caller's stream on entry and the caller's stream waits for both on exit, so
+    every tensor a branch touches is allocated before the fork and freed after the join on the caller's stream:
+    the caching allocator cannot hand its memory to other work while a branch still uses it (the join plays the
+    part of ``record_stream``), and CUDA graph capture sees a proper fork and join.
+    """
+    if not enabled or device.type != "cuda":
+        yield contextlib.nullcontext(), contextlib.nullcontext()
+        return
+    main = torch.cuda.current_stream(device)
+    sides = _streams_for(device)
+    for side in sides:
+        side.wait_stream(main)
+    try:
+        yield tuple(torch.cuda.stream(side) for side in sides)
+    finally:
+        for side in sides:
+            main.wait_stream(side)

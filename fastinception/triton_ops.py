@@ -1,0 +1,112 @@
+"""The triton backend's forward and backward as ``torch.library`` custom ops.
+
+Being custom ops makes them opaque to ``torch.compile`` (it does not trace into the launchers, the
+autotuner or the stream fork/join) and lets CUDA graphs capture them like any other op. The block's
+channel configuration is read off the weight shapes.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import List, Tuple
+
+import torch
+from torch import Tensor
+
+from .params import BlockParams
+from .streams import branch_streams
+from .validation import memory_format_of
+
+
+def _empty_like_layout(x: Tensor, channels: int) -> Tensor:
+    n, _, h, w = x.shape
+    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+
+
+def _slices(p: BlockParams):
+    """Channel slices of p1..p4 in the block output."""
+    c1, c2b, c3b, c4 = (w.shape[0] for w in (p.w1, p.w2b, p.w3b, p.w4))
+    return slice(0, c1), slice(c1, c1 + c2b), slice(c1 + c2b, c1 + c2b + c3b), slice(c1 + c2b + c3b, c1 + c2b + c3b + c4)
+
+
+def _on_device(x: Tensor):
+    """Launch on the input's device whatever the current device is."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
+@torch.library.custom_op("fastinception::triton_forward", mutates_args=("out",))
+def triton_forward(x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: bool, streams: bool) -> Tuple[Tensor, Tensor]:
+    """Three launches: the stem (p1, both reductions, pool branch), then the two spatial convs. Returns t2, t3."""
+    from .kernels.conv2d_forward import conv2d_bias_relu
+    from .kernels.stem_forward import stem_forward
+
+    p = BlockParams(*params)
+    s1, s2, s3, s4 = _slices(p)
+    t2 = _empty_like_layout(x, p.w2a.shape[0])
+    t3 = _empty_like_layout(x, p.w3a.shape[0])
+    with _on_device(x):
+        stem_forward(x, p.w1, p.b1, p.w2a, p.b2a, p.w3a, p.b3a, p.w4, p.b4, out[:, s1], t2, t3, out[:, s4], allow_tf32=allow_tf32)
+        with branch_streams(x.device, streams) as (branch2, branch3):
+            with branch2:
+                conv2d_bias_relu(t2, p.w2b, p.b2b, out[:, s2], allow_tf32=allow_tf32)
+            with branch3:
+                conv2d_bias_relu(t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32)
+    return t2, t3
+
+
+@triton_forward.register_fake
+def _(x, out, params, allow_tf32, streams):
+    p = BlockParams(*params)
+    return _empty_like_layout(x, p.w2a.shape[0]), _empty_like_layout(x, p.w3a.shape[0])
+
+
+def _backward_outputs(x: Tensor, params: List[Tensor], needs: List[bool]) -> List[Tensor]:
+    """Fresh gradient buffers for what is needed; an empty tensor stands for a gradient not asked for."""
+    wanted = [(x, memory_format_of(x))] + [(p, torch.contiguous_format) for p in params]
+    return [
+        torch.empty_like(t, memory_format=fmt) if need else t.new_empty(0) for (t, fmt), need in zip(wanted, needs)
+    ]
+
+
+@torch.library.custom_op("fastinception::triton_backward", mutates_args=())
+def triton_backward(
+    grad_out: Tensor, x: Tensor, out: Tensor, t2: Tensor, t3: Tensor, params: List[Tensor], needs: List[bool],
+    allow_tf32: bool, deterministic: bool, streams: bool,
+) -> List[Tensor]:
+    """Gradients of x and the twelve parameters (``needs`` says which; the others come back empty)."""
+    from .kernels.conv2d_backward import conv2d_relu_input_grad, conv2d_relu_weight_grad
+    from .kernels.stem_backward import stem_input_grad, stem_weight_grad
+
+    p = BlockParams(*params)
+    grads = _backward_outputs(x, params, needs)
+    grad_x, pg = grads[0], BlockParams(*grads[1:])
+    need = BlockParams(*needs[1:])
+    got = lambda name: getattr(pg, name) if getattr(need, name) else None  # noqa: E731
+    branch_slices = _slices(p)
+    g1, g2, g3, g4 = (grad_out[:, s] for s in branch_slices)
+    o1, o2, o3, o4 = (out[:, s] for s in branch_slices)
+    stem_names = ("w1", "b1", "w2a", "b2a", "w3a", "b3a", "w4", "b4")
+    # The reductions' gradients are needed by the input gradient and by the reduce convs' weight gradients.
+    need_dt = needs[0] or any(getattr(need, n) for n in ("w2a", "b2a", "w3a", "b3a"))
+    dt2 = dt3 = None
+    with _on_device(x), branch_streams(x.device, streams) as (branch2, branch3):
+        with branch2:
+            if need_dt:
+                dt2 = conv2d_relu_input_grad(g2, o2, p.w2b, t2, torch.empty_like(t2), allow_tf32=allow_tf32)
+            if need.w2b or need.b2b:
+                conv2d_relu_weight_grad(g2, o2, t2, got("w2b"), got("b2b"), deterministic=deterministic)
+        with branch3:
+            if need_dt:
+                dt3 = conv2d_relu_input_grad(g3, o3, p.w3b, t3, torch.empty_like(t3), allow_tf32=allow_tf32)
+            if need.w3b or need.b3b:
+                conv2d_relu_weight_grad(g3, o3, t3, got("w3b"), got("b3b"), deterministic=deterministic)
+    with _on_device(x):
+        if needs[0]:
+            stem_input_grad(x, g1, o1, dt2, dt3, g4, o4, p.w1, p.w2a, p.w3a, p.w4, grad_x, allow_tf32=allow_tf32)
+        if any(getattr(need, n) for n in stem_names):
+            stem_weight_grad(x, g1, o1, dt2, dt3, g4, o4, *(got(n) for n in stem_names), deterministic=deterministic)
+    return grads
+
+
+@triton_backward.register_fake
+def _(grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, streams):
+    return _backward_outputs(x, params, needs)

@@ -1,0 +1,87 @@
+"""The whole block on the triton backend against the reference in float64 (interpreter on CPU, compiled on GPU)."""
+import pytest
+import torch
+
+from fastinception import FastInception, Inception
+
+from block_cases import check_against_float64, googlenet_cases, make_input, random_cases
+from launches import record_launches
+from numerics import assert_close
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DTYPES = [
+    pytest.param(torch.float32, id="fp32"),
+    pytest.param(torch.float16, id="fp16"),
+    pytest.param(
+        torch.bfloat16,
+        id="bf16",
+        marks=pytest.mark.skipif(DEVICE == "cpu", reason="bf16 gives wrong results under the Triton interpreter; tested on GPU"),
+    ),
+]
+# Ops that only allocate or view memory: everything else would be PyTorch compute inside the block.
+ALLOCATION_AND_VIEW_OPS = {"empty", "empty_strided", "slice", "select", "as_strided", "alias", "detach", "view", "t"}
+
+
+def _pair(args, k3, dtype, seed):
+    torch.manual_seed(seed)
+    ref = Inception(*args, k3=k3, device=DEVICE, dtype=dtype)
+    fast = FastInception.from_module(ref, backend="triton")
+    return fast, ref
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("args, k3, shape, fmt", random_cases(20, seed=31, max_channels=40))
+def test_forward_random_configs(args, k3, shape, fmt, dtype):
+    fast, ref = _pair(args, k3, dtype, seed=sum(shape))
+    check_against_float64(fast, ref, make_input(shape, fmt, dtype, DEVICE, seed=args[1]), fmt, grads=False)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("args, k3, shape, fmt", googlenet_cases(side=3, batch=1))
+def test_forward_googlenet_configs(args, k3, shape, fmt, dtype):
+    fast, ref = _pair(args, k3, dtype, seed=args[0])
+    check_against_float64(fast, ref, make_input(shape, fmt, dtype, DEVICE, seed=args[2][0]), fmt, grads=False)
+
+
+def test_forward_is_three_launches_and_no_torch_compute():
+    fast, _ = _pair((12, 5, (6, 7), (3, 4), 4), 5, torch.float32, seed=0)
+    x = make_input((2, 12, 5, 6), "nhwc", device=DEVICE)
+    fast(x)  # compile / tune first
+    with torch.no_grad(), record_launches() as log:
+        fast(x)
+    assert log.launches == 3
+    compute = [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS]
+    assert not compute, f"PyTorch ops in the triton forward: {compute}"
+
+
+def test_out_slice_of_poisoned_buffer():
+    fast, ref = _pair((9, 4, (5, 6), (2, 3), 3), 5, torch.float32, seed=1)
+    x = make_input((2, 9, 6, 5), "nhwc", device=DEVICE, seed=3)
+    c = fast.spec.out_channels
+    big = torch.full((2, c + 7, 6, 5), float("nan"), device=DEVICE).contiguous(memory_format=torch.channels_last)
+    view = big[:, 5 : 5 + c]
+    with torch.no_grad():
+        assert fast(x, out=view) is view
+        assert_close(view, ref(x), torch.float32, "out slice")
+    assert torch.isnan(big[:, :5]).all() and torch.isnan(big[:, 5 + c :]).all()
+
+
+def test_empty_batch():
+    fast, _ = _pair((4, 2, (3, 2), (1, 2), 2), 5, torch.float32, seed=2)
+    assert fast(torch.randn(0, 4, 3, 3, device=DEVICE)).shape == (0, 8, 3, 3)
+
+
+@pytest.mark.skipif(DEVICE == "cuda", reason="the CPU error applies where there is no CUDA device")
+def test_cpu_without_interpreter_says_how(monkeypatch):
+    fast, _ = _pair((4, 2, (3, 2), (1, 2), 2), 5, torch.float32, seed=2)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1.*backend='torch'"):
+        fast(torch.randn(1, 4, 3, 3))
+
+
+def test_auto_backend_picks_by_device():
+    from fastinception.functional import resolve_backend
+
+    assert resolve_backend("auto", torch.empty(1, device="meta")) == "torch"
+    if DEVICE == "cuda":
+        assert resolve_backend("auto", torch.empty(1, device="cuda")) == "triton"
