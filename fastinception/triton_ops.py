@@ -85,8 +85,8 @@ def triton_backward(
     g1, g2, g3, g4 = (grad_out[:, s] for s in branch_slices)
     o1, o2, o3, o4 = (out[:, s] for s in branch_slices)
     stem_names = ("w1", "b1", "w2a", "b2a", "w3a", "b3a", "w4", "b4")
-    # The reductions' gradients are needed by the input gradient and by the reduce convs' weight gradients.
-    need_dt = needs[0] or any(getattr(need, n) for n in ("w2a", "b2a", "w3a", "b3a"))
+    # The stem's gradient kernels read the reductions' gradients as part of their GEMM operand.
+    need_dt = needs[0] or any(getattr(need, n) for n in stem_names)
     dt2 = dt3 = None
     with _on_device(x), branch_streams(x.device, streams) as (branch2, branch3):
         with branch2:
