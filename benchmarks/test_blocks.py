@@ -1,0 +1,28 @@
+"""One benchmark group per (block, pass, dtype, batch); one test per contender in each group."""
+from fastinception.bench_case import Case
+from fastinception.reference import GOOGLENET_BLOCKS
+
+from contender_bench import DEVICE, check_and_time, contender_names
+
+if DEVICE.type == "cuda":
+    CASES = [
+        Case(block, pass_, dtype, batch)
+        for pass_ in ("fwd", "fwdbwd")
+        for dtype in ("fp16", "bf16", "fp32")
+        for batch in (1, 32, 128)
+        for block in GOOGLENET_BLOCKS
+    ]
+else:
+    # CPU: two block configurations at a small spatial size, fp32 (the torch backend against the reference).
+    CASES = [Case(block, pass_, "fp32", 2, size=7) for pass_ in ("fwd", "fwdbwd") for block in ("3a", "5b")]
+
+
+def pytest_generate_tests(metafunc):
+    if "contender" in metafunc.fixturenames:
+        names = contender_names(metafunc.config.getoption("--max-autotune"), DEVICE)
+        params = [(case, name) for case in CASES for name in names]
+        metafunc.parametrize(("case", "contender"), params, ids=[f"{c.name}-{n}" for c, n in params])
+
+
+def test_block(benchmark, case, contender, device, rates):
+    check_and_time(benchmark, case, contender, device, rates)

@@ -1,0 +1,270 @@
+"""``python -m fastinception bench``: FastInception against eager PyTorch and torch.compile on this machine.
+
+For each case (GoogLeNet block at its ImageNet spatial size, pass, dtype, batch) every contender is first
+checked against a float64 reference on the same weights (a wrong result is reported WRONG and not timed),
+then timed: CUDA events on GPU, median of many runs after warm-up, inputs rotated through a ring larger than
+twice the L2 cache. The matmul rate and copy bandwidth of the machine are measured in the same run for the
+roofline floor. Results go to DIR/results.json, DIR/results.md and DIR/speedup-*.png.
+
+With no CUDA device the runner says so and runs a small CPU matrix (fp32, batch 1, no Triton timing), plus
+the Triton kernels' correctness under the interpreter on a tiny block.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+from . import plot
+from .bench_case import CHECK_METHOD, DTYPES, NETWORK, Case, Rates, run_case
+from .bench_report import format_markdown, format_text, header_line, interpreter_line
+from .contenders import CONTENDERS, LAYOUTS, OURS_ON_CPU, OURS_ON_GPU
+from .interpreter_check import interpreter_check
+from .machine import machine_info
+from .reference import GOOGLENET_BLOCKS
+from .roofline import PASSES, ROOFLINE_MODEL, convolutions_use_tf32, measure_copy_bandwidth, measure_matrix_rate
+
+# Defaults: (short run, --full run), per device kind.
+GPU_DEFAULTS = {
+    "blocks": (list(GOOGLENET_BLOCKS), list(GOOGLENET_BLOCKS)),
+    "passes": (list(PASSES), list(PASSES)),
+    "dtypes": (["fp16"], ["fp16", "bf16", "fp32"]),
+    "batches": ([128], [1, 32, 128]),
+    "contenders": (["eager-nchw", "eager-cl", "compile", "fast-triton", "fast-torch"],) * 2,
+}
+CPU_DEFAULTS = {
+    "blocks": (["3a", "4e", "5b"], list(GOOGLENET_BLOCKS)),
+    "passes": (list(PASSES), list(PASSES)),
+    "dtypes": (["fp32"], ["fp32"]),
+    "batches": ([1], [1, 8]),
+    "contenders": (["eager-nchw", "eager-cl", "fast-torch"],) * 2,
+}
+TIMING_METHOD = (
+    "GPU: one CUDA event pair around each call, after a warm-up of about 25 ms; median (and 20th/80th "
+    "percentiles) of about target_ms of calls (at least 10); inputs rotated through a ring of distinct tensors "
+    "whose total size exceeds twice the L2 cache. CPU: time.perf_counter around each call, median. The first "
+    "call of every contender (compilation, autotuning) is the correctness check and is never timed. "
+    "fwd runs under torch.no_grad(); fwdbwd runs the forward and torch.autograd.grad of the input and every "
+    "parameter for a random output gradient. Peak memory: torch.cuda.max_memory_allocated during one call "
+    "minus the memory allocated before it."
+)
+
+
+def _list(kind, choices=None):
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if items == ["all"] and choices is not None:
+            return list(choices)
+        if items == ["none"]:
+            return []
+        values = [kind(t) for t in items]
+        if choices is not None:
+            bad = [v for v in values if v not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {bad}; choose from {', '.join(map(str, choices))}")
+        return values
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (parser.description or "") + (
+        ". Without options: on GPU the nine GoogLeNet blocks, fwd and fwdbwd, fp16, batch 128; "
+        "on CPU blocks 3a,4e,5b, fp32, batch 1, and the Triton kernels under the interpreter."
+    )
+    blocks = ", ".join(GOOGLENET_BLOCKS)
+    parser.add_argument("--blocks", type=_list(str, list(GOOGLENET_BLOCKS)),
+                        help=f"comma-separated GoogLeNet blocks ({blocks}), 'all' or 'none'")
+    parser.add_argument("--passes", type=_list(str, PASSES),
+                        help="comma-separated passes: fwd (inference), fwdbwd (forward + backward)")
+    parser.add_argument("--dtypes", type=_list(str, list(DTYPES)), help="comma-separated dtypes: fp16, bf16, fp32")
+    parser.add_argument("--batches", type=_list(int), help="comma-separated batch sizes, e.g. 1,32,128")
+    parser.add_argument("--contenders", type=_list(str, list(CONTENDERS)),
+                        help="comma-separated contenders: " + ", ".join(f"{c.name} ({c.label})" for c in CONTENDERS.values()))
+    parser.add_argument("--max-autotune", action="store_true",
+                        help="also time torch.compile(mode='max-autotune') (slow to compile)")
+    layout = parser.add_mutually_exclusive_group()
+    layout.add_argument("--layout", choices=list(LAYOUTS), default="channels_last",
+                        help="input layout of torch.compile and FastInception (default channels_last; "
+                        "eager runs in both layouts as two contenders)")
+    layout.add_argument("--channels-last", dest="layout", action="store_const", const="channels_last",
+                        help="same as --layout channels_last")
+    layout.add_argument("--nchw", dest="layout", action="store_const", const="nchw", help="same as --layout nchw")
+    parser.add_argument("--googlenet", action="store_true",
+                        help="also time whole GoogLeNet (224x224, 1000 classes): inference (fwd) images/s and "
+                        "training step (fwdbwd)")
+    parser.add_argument("--googlenet-passes", type=_list(str, PASSES), help="passes for --googlenet (default: --passes)")
+    parser.add_argument("--googlenet-batches", type=_list(int), help="batches for --googlenet (default: --batches)")
+    parser.add_argument("--full", action="store_true",
+                        help="the full matrix where an option is not given (GPU: nine blocks, fp16/bf16/fp32, "
+                        "batches 1,32,128)")
+    parser.add_argument("--target-ms", type=float, default=None,
+                        help="time spent timing each contender per case (default 250 on GPU, 200 on CPU)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU only: torch threads while timing (default 1: on a shared machine a multi-thread "
+                        "team stalls whenever another process holds one of its cores)")
+    parser.add_argument("--no-interpreter-check", dest="interpreter_check", action="store_false",
+                        help="on CPU, skip running the Triton kernels under the interpreter")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="folder for results.json, results.md and the charts (default bench-results/<timestamp>)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
+
+
+def _resolve(args: argparse.Namespace, device: torch.device) -> dict:
+    defaults = GPU_DEFAULTS if device.type == "cuda" else CPU_DEFAULTS
+    level = 1 if args.full else 0
+    chosen = {k: getattr(args, k) if getattr(args, k) is not None else list(v[level]) for k, v in defaults.items()}
+    if args.max_autotune and "compile-max" not in chosen["contenders"]:
+        chosen["contenders"].append("compile-max")
+    chosen["googlenet"] = args.googlenet
+    chosen["googlenet_passes"] = args.googlenet_passes or chosen["passes"]
+    chosen["googlenet_batches"] = args.googlenet_batches or chosen["batches"]
+    chosen["layout"] = args.layout
+    chosen["target_ms"] = args.target_ms or (250.0 if device.type == "cuda" else 200.0)
+    return chosen
+
+
+def command_line(options: dict) -> str:
+    """The command that repeats this run's selection."""
+    words = ["python -m fastinception bench"]
+    for key in ("blocks", "passes", "dtypes", "batches", "contenders"):
+        words.append(f"--{key} {','.join(map(str, options[key])) or 'none'}")
+    words.append(f"--layout {options['layout']}")
+    if options["googlenet"]:
+        words.append(f"--googlenet --googlenet-passes {','.join(options['googlenet_passes'])} "
+                     f"--googlenet-batches {','.join(map(str, options['googlenet_batches']))}")
+    return " ".join(words)
+
+
+def _cases(options: dict) -> list[Case]:
+    cases = [
+        Case(block, pass_, dtype, batch)
+        for pass_ in options["passes"]
+        for dtype in options["dtypes"]
+        for batch in options["batches"]
+        for block in options["blocks"]
+    ]
+    if options["googlenet"]:
+        cases += [
+            Case(NETWORK, pass_, dtype, batch)
+            for pass_ in options["googlenet_passes"]
+            for dtype in options["dtypes"]
+            for batch in options["googlenet_batches"]
+        ]
+    return cases
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _measure_rates(dtypes: list[str], device: torch.device) -> Rates:
+    _say("measuring the machine: matmul rate per dtype and copy bandwidth ...")
+    rates = Rates({d: measure_matrix_rate(DTYPES[d], device) for d in dtypes}, measure_copy_bandwidth(device))
+    return rates
+
+
+def write_charts(results: dict, out: Path) -> list[str]:
+    """One bar chart of FastInception's speed-up per block for each (pass, dtype, batch); one per network pass."""
+    where = results["machine"].get("gpu") or "CPU"
+    written = []
+    groups: dict[tuple, list[dict]] = {}
+    for case in results["cases"]:
+        key = ("googlenet", case["pass"]) if case["model"] == NETWORK else (case["pass"], case["dtype"], case["batch"])
+        groups.setdefault(key, []).append(case)
+    for key, cases in groups.items():
+        names = [r["name"] for r in cases[0]["contenders"] if r["name"] != cases[0]["ours"]]
+        if not names:
+            continue
+        labels = [c["model"] if key[0] != "googlenet" else f"{c['dtype']} b{c['batch']}" for c in cases]
+        series = {}
+        for name in names:
+            label = CONTENDERS[name].label if name in CONTENDERS else name
+            speedups = [next((r["speedup"] for r in c["contenders"] if r["name"] == name), None) for c in cases]
+            series[f"vs {label}"] = [math.nan if v is None else v for v in speedups]  # not timed: no bar
+        if key[0] == "googlenet":
+            title = f"FastInception speed-up, GoogLeNet {key[1]} ({where})"
+            filename = f"speedup-googlenet-{key[1]}.png"
+        else:
+            title = f"FastInception speed-up, {key[0]} {key[1]} batch {key[2]} ({where})"
+            filename = f"speedup-{key[0]}-{key[1]}-b{key[2]}.png"
+        plot.bar_chart(out / filename, title, labels, series, "speed-up (x)", hline=1.0)
+        written.append(filename)
+    return written
+
+
+def _write(results: dict, out: Path, charts: bool) -> None:
+    if charts:
+        results["charts"] = write_charts(results, out)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.md").write_text(format_markdown(results))
+
+
+def run(args: argparse.Namespace) -> int:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    options = _resolve(args, device)
+    threads = torch.get_num_threads()
+    if device.type != "cuda":
+        _say("no CUDA device: running the CPU matrix; no GPU numbers")
+        torch.set_num_threads(max(1, args.threads))
+    out = args.out or Path("bench-results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    ours = OURS_ON_GPU if device.type == "cuda" else OURS_ON_CPU
+    results = {
+        "schema": 1,
+        "command": command_line(options),
+        "machine": machine_info(device),
+        "options": options,
+        "timing_method": TIMING_METHOD,
+        "check_method": CHECK_METHOD,
+        "roofline_model": ROOFLINE_MODEL,
+        "interpreter_check": None,
+        "cases": [],
+        "complete": False,
+    }
+    _say(header_line(results))
+    _say(f"writing to {out}/")
+
+    # A timeout's SIGTERM still leaves the results gathered so far, with their tables and charts.
+    main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if main_thread else None
+    try:
+        if device.type != "cuda" and args.interpreter_check:
+            _say("Triton kernels under the interpreter (CPU, correctness only) ...")
+            results["interpreter_check"] = interpreter_check(options["layout"])
+            _say(interpreter_line(results["interpreter_check"]))
+        rates = _measure_rates(options["dtypes"], device)
+        results["rates"] = {
+            "matrix_flops": rates.matrix,
+            "copy_bytes_per_s": rates.copy,
+            "fp32_tf32": device.type == "cuda" and convolutions_use_tf32(),
+        }
+        cases = _cases(options)
+        started = time.perf_counter()
+        for i, case in enumerate(cases, 1):
+            _say(f"[{i}/{len(cases)}] {case.model} {case.pass_} {case.dtype} batch {case.batch} "
+                 f"({time.perf_counter() - started:.0f} s)")
+            results["cases"].append(
+                run_case(case, options["contenders"], ours, device, options["layout"], rates, options["target_ms"],
+                         _say, seed=args.seed)
+            )
+            _write(results, out, charts=False)
+        results["complete"] = True
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
+        torch.set_num_threads(threads)
+        if "rates" in results:
+            _write(results, out, charts=True)
+            _say("")
+            _say(format_text(results))
+            _say(f"\nresults: {out}/results.json, {out}/results.md, charts: {', '.join(results.get('charts', []))}")
+    return 0
