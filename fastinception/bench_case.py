@@ -22,13 +22,10 @@ from .reference import GOOGLENET_BLOCKS, Inception, googlenet
 from .roofline import block_bytes, block_flops, convolutions_use_tf32, floor_seconds, network_flops
 from .spec import InceptionSpec
 from .timing import measure, peak_memory_mib, ring_length
+from .tolerances import REL_TOL, TF32_REL_TOL, rel_error
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
-# ||out - ref|| / ||ref|| against float64 (the same values as the test suite): fp32 keeps about 7 digits
-# (1e-5 leaves room for summation order), TF32 a 10-bit mantissa, fp16 11 bits, bf16 8 bits.
-REL_TOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
-TF32_REL_TOL = 1e-3
 # Rounding errors grow with depth: GoogLeNet stacks 22 weight layers, so whole-network checks allow 10x.
 NETWORK_TOL_FACTOR = 10.0
 
@@ -99,16 +96,6 @@ def tolerance(dtype: torch.dtype, device: torch.device, network: bool) -> float:
     if dtype == torch.float32 and device.type == "cuda" and convolutions_use_tf32():
         tol = TF32_REL_TOL
     return tol * (NETWORK_TOL_FACTOR if network else 1.0)
-
-
-def rel_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """||actual - expected|| / ||expected|| in float64; inf when ``actual`` has a non-finite value."""
-    a, e = actual.detach().double(), expected.detach().double()
-    if a.shape != e.shape or not torch.isfinite(a).all():
-        return float("inf")
-    denom = e.norm().item()
-    diff = (a - e).norm().item()
-    return diff / denom if denom else diff
 
 
 @dataclasses.dataclass

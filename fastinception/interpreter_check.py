@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from .bench_case import REL_TOL, rel_error
+from .tolerances import REL_TOL, rel_error
 from .contenders import LAYOUTS
 from .reference import Inception
 
