@@ -6,7 +6,6 @@ Forward writes straight into ``out`` (a fresh tensor, or a caller's tensor or ch
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import triton_ops  # noqa: F401  (registers torch.ops.fastinception.*)
 from .kernels.common import require_launchable
@@ -23,8 +22,12 @@ class InceptionTriton(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):
+        if torch.is_grad_enabled():  # create_graph=True: the gradient itself would need a backward
+            raise RuntimeError(
+                "the triton backend of FastInception does not support double backward (create_graph=True); "
+                "use backend='torch' for higher-order gradients"
+            )
         x, out, t2, t3, *params = ctx.saved_tensors
         allow_tf32, deterministic, streams = ctx.options
         needs = [ctx.needs_input_grad[0], *ctx.needs_input_grad[5:]]
