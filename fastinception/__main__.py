@@ -1,16 +1,26 @@
-"""Command line of fastinception: ``python -m fastinception [COMMAND]`` (no command runs ``check``)."""
+"""Command line of fastinception: ``python -m fastinception [COMMAND]`` (no command runs ``bench``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from . import check
+import torch
+
+# Without CUDA the Triton kernels can only run under the interpreter, which must be chosen before triton is
+# first imported (importing fastinception does not import triton).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from . import bench, check, train  # noqa: E402
 
 # Each command: name -> (module with add_arguments(parser) and run(args) -> exit code, one-line help).
 COMMANDS = {
     "check": (check, "compare FastInception with the reference block on this machine"),
+    "bench": (bench, "time FastInception against eager PyTorch and torch.compile; tables, JSON and charts"),
+    "train": (train, "train GoogLeNet on real data (scikit-learn digits, or Fashion-MNIST with --data)"),
 }
-DEFAULT_COMMAND = "check"
+DEFAULT_COMMAND = "bench"
 
 
 def main(argv=None) -> int:
