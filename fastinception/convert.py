@@ -1,85 +1,147 @@
-"""Swap reference-shaped Inception blocks inside any model for ``FastInception``, recognised by structure."""
+"""Swap Inception blocks inside any model for ``FastInception``, recognised by structure.
+
+Two shapes are recognised: d2l's block (submodules ``p1_1 .. p4_2``, weights copied as they are) and
+torchvision's GoogLeNet block (``branch1 .. branch4`` of conv+BatchNorm+ReLU units, BatchNorm folded into the
+convolutions; see ``torchvision_blocks``). A module with one of those sets of submodule names that differs in
+anything the fused block cannot reproduce exactly (stride, padding, extra submodules, ...) is left alone and
+reported with the reason.
+"""
 from __future__ import annotations
 
 from torch import nn
 
+from .block_checks import NotConvertible, child, one_place, only_children, pool3x3, same_conv
+from .conversion_report import ConversionReport, ConvertedBlock, SkippedBlock
 from .spec import InceptionSpec
+from .torchvision_blocks import (
+    batchnorms_in_training,
+    fold_torchvision_block,
+    looks_like_torchvision_inception,
+    torchvision_block_of,
+)
+
+D2L_NAMES = ("p1_1", "p2_1", "p2_2", "p3_1", "p3_2", "p4_1", "p4_2")
 
 
-def _pair(v) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+def looks_like_d2l_inception(module: nn.Module) -> bool:
+    """True for any module with submodules ``p1_1 .. p4_2``: a candidate, reported when it fails."""
+    return all(isinstance(getattr(module, name, None), nn.Module) for name in D2L_NAMES)
 
 
-def _same_conv(conv, in_channels: int) -> int | None:
-    """Kernel size of a stride-1 'same' conv with bias reading ``in_channels``; None if it is anything else."""
-    if type(conv) is not nn.Conv2d or conv.bias is None or conv.in_channels != in_channels:
-        return None
-    k, kw = _pair(conv.kernel_size)
-    if k != kw or k % 2 == 0:
-        return None
-    padding = (k // 2, k // 2) if conv.padding == "same" else _pair(conv.padding)
-    if (
-        _pair(conv.stride) != (1, 1)
-        or _pair(conv.dilation) != (1, 1)
-        or conv.groups != 1
-        or conv.padding_mode != "zeros"
-        or padding != (k // 2, k // 2)
-    ):
-        return None
-    return k
-
-
-def _is_pool3x3(pool) -> bool:
-    # With stride 1 and padding 1, ceil_mode cannot change the output size, so both settings are accepted.
-    return (
-        type(pool) is nn.MaxPool2d
-        and _pair(pool.kernel_size) == (3, 3)
-        and _pair(pool.stride) == (1, 1)
-        and _pair(pool.padding) == (1, 1)
-        and _pair(pool.dilation) == (1, 1)
-        and not pool.return_indices
-    )
-
-
-def inception_spec_of(module: nn.Module) -> InceptionSpec | None:
-    """The spec of a module shaped like d2l's Inception block (submodules ``p1_1 .. p4_2``), else None."""
-    names = ("p1_1", "p2_1", "p2_2", "p3_1", "p3_2", "p4_1", "p4_2")
-    if not all(isinstance(getattr(module, n, None), nn.Module) for n in names):
-        return None
-    p1_1, p2_1, p2_2, p3_1, p3_2, p4_1, p4_2 = (getattr(module, n) for n in names)
+def d2l_spec_of(module: nn.Module) -> InceptionSpec:
+    """The spec of a d2l-shaped Inception block; raises ``NotConvertible`` saying why it is not one."""
+    only_children(module, set(D2L_NAMES), "block")
+    p1_1, p2_1, p2_2, p3_1, p3_2, p4_1, p4_2 = (child(module, n, "block") for n in D2L_NAMES)
     if type(p1_1) is not nn.Conv2d:
-        return None
+        raise NotConvertible(f"p1_1: {type(p1_1).__name__}, expected nn.Conv2d")
     cin = p1_1.in_channels
-    ks = [_same_conv(p1_1, cin), _same_conv(p2_1, cin), _same_conv(p3_1, cin), _same_conv(p4_2, cin)]
-    if ks != [1, 1, 1, 1] or not _is_pool3x3(p4_1):
-        return None
-    k2 = _same_conv(p2_2, p2_1.out_channels)
-    k3 = _same_conv(p3_2, p3_1.out_channels)
-    if k2 is None or k3 is None:
-        return None
-    tensors = [t for m in (p1_1, p2_1, p2_2, p3_1, p3_2, p4_2) for t in (m.weight, m.bias)]
-    if len({(t.dtype, t.device) for t in tensors}) != 1:
-        return None
+    for conv, name in ((p1_1, "p1_1"), (p2_1, "p2_1"), (p3_1, "p3_1"), (p4_2, "p4_2")):
+        k = same_conv(conv, cin, name)
+        if k != 1:
+            raise NotConvertible(f"{name}: kernel {k}x{k}, expected 1x1")
+    pool3x3(p4_1, "p4_1")
+    k2 = same_conv(p2_2, p2_1.out_channels, "p2_2")
+    k3 = same_conv(p3_2, p3_1.out_channels, "p3_2")
+    one_place([t for m in (p1_1, p2_1, p2_2, p3_1, p3_2, p4_2) for t in (m.weight, m.bias)], "block")
     return InceptionSpec(
         cin, p1_1.out_channels, p2_1.out_channels, p2_2.out_channels, p3_1.out_channels, p3_2.out_channels,
         p4_2.out_channels, k2, k3,
     )
 
 
-def convert(model: nn.Module, *, backend: str = "auto") -> nn.Module:
-    """Replace every reference-shaped Inception block in ``model`` by a ``FastInception``, in place.
+def inception_spec_of(module: nn.Module) -> InceptionSpec | None:
+    """The spec of a module shaped like d2l's Inception block (submodules ``p1_1 .. p4_2``), else None."""
+    if not looks_like_d2l_inception(module):
+        return None
+    try:
+        return d2l_spec_of(module)
+    except NotConvertible:
+        return None
 
-    Weights, device, dtype and train/eval mode are kept. Returns ``model`` (or the new block when ``model``
-    itself is a block, which cannot be replaced in place).
+
+def survey(model: nn.Module) -> list:
+    """Every Inception-like module in ``model``: (qualified name, module, style, spec or NotConvertible).
+
+    Recognised modules and ``FastInception`` blocks are not searched further.
     """
     from .module import FastInception
 
-    if isinstance(model, FastInception):
-        return model
-    if inception_spec_of(model) is not None:
-        return FastInception.from_module(model, backend=backend)
-    for name, child in model.named_children():
-        new = convert(child, backend=backend)
-        if new is not child:
-            setattr(model, name, new)
+    found = []
+
+    def visit(name: str, module: nn.Module) -> None:
+        if isinstance(module, FastInception):
+            return
+        for style, looks_like, recognise in (
+            ("d2l", looks_like_d2l_inception, d2l_spec_of),
+            ("torchvision", looks_like_torchvision_inception, lambda m: torchvision_block_of(m).spec),
+        ):
+            if looks_like(module):
+                try:
+                    found.append((name, module, style, recognise(module)))
+                except NotConvertible as reason:
+                    found.append((name, module, style, reason))
+                return
+        # _modules rather than named_children(), which skips a module met twice: each name must be replaced.
+        for child_name, sub in module._modules.items():
+            if sub is None:
+                continue
+            visit(f"{name}.{child_name}" if name else child_name, sub)
+
+    visit("", model)
+    return found
+
+
+def _refuse_training_batchnorm(found: list) -> None:
+    """Refuse, before changing anything, to fold BatchNorms that normalise with batch statistics."""
+    training = []
+    for name, module, style, outcome in found:
+        if style == "torchvision" and isinstance(outcome, InceptionSpec):
+            units = batchnorms_in_training(torchvision_block_of(module))
+            if units:
+                training.append(f"{name or '<model>'} ({', '.join(units)})")
+    if training:
+        raise RuntimeError(
+            "convert: BatchNorm in training mode in " + "; ".join(training) + ". Folding BatchNorm into the "
+            "convolutions is exact only in eval mode (in training mode it normalises with batch statistics); "
+            "call model.eval() before convert."
+        )
+
+
+def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
+    """Replace every recognised Inception block in ``model`` by a ``FastInception``, in place.
+
+    d2l-shaped blocks keep their weights, device, dtype and train/eval mode. torchvision-shaped blocks must be
+    in eval mode (their BatchNorm is folded into the convolutions; in training mode this raises
+    ``RuntimeError`` before anything is changed) and become FastInception blocks in eval mode.
+
+    Returns ``model`` (or the new block when ``model`` itself is a block, which cannot be replaced in place);
+    with ``report=True`` returns ``(model, ConversionReport)``, which lists the swapped blocks by qualified
+    name and the look-alikes left alone with the reason.
+    """
+    from .functional import check_backend
+    from .module import FastInception
+
+    check_backend(backend)
+    found = survey(model)
+    _refuse_training_batchnorm(found)
+    converted, skipped, replacements = [], [], {}
+    for name, module, style, outcome in found:
+        if isinstance(outcome, NotConvertible):
+            skipped.append(SkippedBlock(name, style, str(outcome)))
+            continue
+        # A block reachable under two names becomes one FastInception, so weights stay shared.
+        if id(module) not in replacements:
+            if style == "d2l":
+                replacements[id(module)] = FastInception.from_module(module, backend=backend)
+            else:
+                replacements[id(module)] = fold_torchvision_block(module, backend=backend)
+        new = replacements[id(module)]
+        if name:
+            parent_name, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), attr, new)
+        else:
+            model = new
+        converted.append(ConvertedBlock(name, style, outcome))
+    if report:
+        return model, ConversionReport(tuple(converted), tuple(skipped))
     return model

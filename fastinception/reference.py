@@ -81,3 +81,8 @@ def googlenet(num_classes: int = 10, in_channels: int = 1, fast: bool = False, *
     b4 = nn.Sequential(*blocks("4a", "4b", "4c", "4d", "4e"), pool())
     b5 = nn.Sequential(*blocks("5a", "5b"), nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
     return nn.Sequential(b1, b2, b3, b4, b5, nn.Linear(1024, num_classes))
+
+
+def googlenet_imagenet(fast: bool = False, **block_kwargs) -> nn.Sequential:
+    """d2l's GoogLeNet shaped for ImageNet: 3-channel 224x224 input, 1000 classes (the benchmarks' network)."""
+    return googlenet(num_classes=1000, in_channels=3, fast=fast, **block_kwargs)
