@@ -26,6 +26,14 @@ def contender_names(config_max_autotune: bool, device: torch.device) -> list[str
     return names + (["compile-max"] if config_max_autotune else [])
 
 
+def parametrize_contenders(metafunc, cases) -> None:
+    """pytest_generate_tests body of a benchmark module: every case with every contender on DEVICE."""
+    if "contender" in metafunc.fixturenames:
+        names = contender_names(metafunc.config.getoption("--max-autotune"), DEVICE)
+        params = [(case, name) for case in cases for name in names]
+        metafunc.parametrize(("case", "contender"), params, ids=[f"{c.name}-{n}" for c, n in params])
+
+
 def check_and_time(benchmark, case: Case, name: str, device: torch.device, rates) -> None:
     contender = CONTENDERS[name]
     benchmark.group = case.name

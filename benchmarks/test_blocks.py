@@ -2,7 +2,7 @@
 from fastinception.bench_case import Case
 from fastinception.reference import GOOGLENET_BLOCKS
 
-from contender_bench import DEVICE, check_and_time, contender_names
+from contender_bench import DEVICE, check_and_time, parametrize_contenders
 
 if DEVICE.type == "cuda":
     CASES = [
@@ -18,10 +18,7 @@ else:
 
 
 def pytest_generate_tests(metafunc):
-    if "contender" in metafunc.fixturenames:
-        names = contender_names(metafunc.config.getoption("--max-autotune"), DEVICE)
-        params = [(case, name) for case in CASES for name in names]
-        metafunc.parametrize(("case", "contender"), params, ids=[f"{c.name}-{n}" for c, n in params])
+    parametrize_contenders(metafunc, CASES)
 
 
 def test_block(benchmark, case, contender, device, rates):

@@ -18,7 +18,12 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import SUPPORTED_DTYPES, dot_precision, interpreting, require_launchable
+from .common import dot_precision, interpreting, require_launchable
+from .launch import (
+    BACKWARD_CONFIG_DEFAULTS, INTERPRET_CONFIG, INTERPRET_WGRAD_CONFIG, acc_dtype, autotuned_partials, check_4d,
+    check_tensor, gemm_configs, launch, partial_dtype, pixel_channel_grid,
+)
+from .tiles import chunk_row, dgrad_channels, pc_ptrs, pixel_coords, relu_grad, relu_grad_cp, store_partial
 
 
 @triton.jit
@@ -42,11 +47,7 @@ def _conv_relu_dgrad_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
     m_ok = offs_m < P
     n_ok = offs_n < C_IN
-    HW = H * W
-    img = offs_m // HW
-    rem = offs_m % HW
-    oh = rem // W
-    ow = rem % W
+    img, oh, ow = pixel_coords(offs_m, H, W)
     PAD = KSIZE // 2
 
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
@@ -60,25 +61,15 @@ def _conv_relu_dgrad_kernel(
             gy_row = img * s_gy_n + ih * s_gy_h + iw * s_gy_w  # [BM]
             y_row = img * s_y_n + ih * s_y_h + iw * s_y_w
             w_tap = kh * s_w_h + kw * s_w_w
-            for k0 in range(0, C_OUT, BLOCK_K):
-                offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] output channel
-                k_ok = offs_k < C_OUT
-                a_mask = pix_ok[:, None] & k_ok[None, :]
-                a = tl.load(gy_ptr + gy_row[:, None] + offs_k[None, :] * s_gy_c, mask=a_mask, other=0.0)
-                if y_ptr is not None:
-                    yv = tl.load(y_ptr + y_row[:, None] + offs_k[None, :] * s_y_c, mask=a_mask, other=0.0)
-                    a = tl.where(yv <= 0, tl.zeros_like(a), a)  # [BM, BK]
-                b = tl.load(w_ptr + w_tap + offs_k[:, None] * s_w_o + offs_n[None, :] * s_w_i,
-                            mask=k_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN] = W[co, ci, kh, kw]
-                acc = tl.dot(a, b, acc, input_precision=PREC)
+            acc = dgrad_channels(acc, gy_ptr, gy_row, s_gy_c, y_ptr, y_row, s_y_c, w_ptr + w_tap, s_w_o, s_w_i, C_OUT,
+                                 pix_ok, offs_n, n_ok, y_ptr is not None, PREC, BLOCK_K)
 
     out_mask = m_ok[:, None] & n_ok[None, :]
     if t_ptr is not None:
-        t_off = (img * s_t_n + oh * s_t_h + ow * s_t_w)[:, None] + offs_n[None, :] * s_t_c
-        tv = tl.load(t_ptr + t_off, mask=out_mask, other=0.0)
-        acc = tl.where(tv <= 0, tl.zeros_like(acc), acc)
-    gt_off = (img * s_gt_n + oh * s_gt_h + ow * s_gt_w)[:, None] + offs_n[None, :] * s_gt_c
-    tl.store(gt_ptr + gt_off, acc.to(gt_ptr.dtype.element_ty), mask=out_mask)
+        tv = tl.load(pc_ptrs(t_ptr, img, oh, ow, offs_n, s_t_n, s_t_c, s_t_h, s_t_w), mask=out_mask, other=0.0)
+        acc = relu_grad(acc, tv)
+    tl.store(pc_ptrs(gt_ptr, img, oh, ow, offs_n, s_gt_n, s_gt_c, s_gt_h, s_gt_w), acc.to(gt_ptr.dtype.element_ty),
+             mask=out_mask)
 
 
 @triton.jit
@@ -107,7 +98,6 @@ def _conv_relu_wgrad_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
     m_ok = offs_m < C_OUT
     n_ok = offs_n < C_IN
-    HW = H * W
     p_start = split * PIX_PER_SPLIT
     p_end = tl.minimum(p_start + PIX_PER_SPLIT, P)
 
@@ -116,42 +106,22 @@ def _conv_relu_wgrad_kernel(
     for p0 in range(p_start, p_end, BLOCK_K):
         offs_k = p0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] pixel
         k_ok = offs_k < p_end
-        img = offs_k // HW
-        rem = offs_k % HW
-        oh = rem // W
-        ow = rem % W
-        a_mask = m_ok[:, None] & k_ok[None, :]
-        a = tl.load(gy_ptr + offs_m[:, None] * s_gy_c + (img * s_gy_n + oh * s_gy_h + ow * s_gy_w)[None, :],
-                    mask=a_mask, other=0.0)
-        yv = tl.load(y_ptr + offs_m[:, None] * s_y_c + (img * s_y_n + oh * s_y_h + ow * s_y_w)[None, :],
-                     mask=a_mask, other=0.0)
-        a = tl.where(yv <= 0, tl.zeros_like(a), a)  # [BM, BK] = gy'^T
+        img, oh, ow = pixel_coords(offs_k, H, W)
+        a = relu_grad_cp(gy_ptr, y_ptr, offs_m, img, oh, ow, s_gy_n, s_gy_c, s_gy_h, s_gy_w, s_y_n, s_y_c, s_y_h, s_y_w,
+                         m_ok[:, None] & k_ok[None, :])  # [BM, BK] = gy'^T
         if HAS_B:
             bacc += tl.sum(a.to(ACC_DTYPE), axis=1)
         if HAS_W:
             ih = oh + kh - PAD
             iw = ow + kw - PAD
             b_ok = k_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)  # zero padding of t
-            b = tl.load(t_ptr + (img * s_t_n + ih * s_t_h + iw * s_t_w)[:, None] + offs_n[None, :] * s_t_c,
+            b = tl.load(pc_ptrs(t_ptr, img, ih, iw, offs_n, s_t_n, s_t_c, s_t_h, s_t_w),
                         mask=b_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN] shifted patch of t
             acc = tl.dot(a, b, acc, input_precision=PREC)
 
-    row = part_ptr
-    if not ATOMIC:
-        row = part_ptr + split * R  # own chunk row: written, never accumulated (safe to autotune)
-    if HAS_W:
-        w_off = (tap * C_OUT + offs_m)[:, None] * C_IN + offs_n[None, :]
-        w_mask = m_ok[:, None] & n_ok[None, :]
-        if ATOMIC:
-            tl.atomic_add(row + w_off, acc, mask=w_mask, sem="relaxed")
-        else:
-            tl.store(row + w_off, acc, mask=w_mask)
-    if HAS_B:
-        if (tap == 0) & (pid_n == 0):  # one program per (split, Cout block) owns the bias
-            if ATOMIC:
-                tl.atomic_add(row + R_W + offs_m, bacc, mask=m_ok, sem="relaxed")
-            else:
-                tl.store(row + R_W + offs_m, bacc, mask=m_ok)
+    # one program per (split, Cout block) owns the bias
+    store_partial(chunk_row(part_ptr, split, R, ATOMIC), tap * C_OUT + offs_m, offs_m, m_ok, offs_n, n_ok, acc, bacc,
+                  (tap == 0) & (pid_n == 0), C_IN, R_W, HAS_W, HAS_B, ATOMIC)
 
 
 @triton.jit
@@ -213,11 +183,6 @@ def _reduce_partials_kernel(
 # ----------------------------------------------------------------------------------------------------------------------
 # Launch configurations. On GPU: autotuned per problem shape. Under the interpreter: one small fixed tile.
 
-def _gemm_configs(shapes, pre_hook=None):
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s, pre_hook=pre_hook)
-            for (m, n, k, w, s) in shapes]
-
-
 # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages); BLOCK_M is pixels (dgrad) or output channels (wgrad).
 DGRAD_SHAPES = [
     (128, 64, 32, 4, 3), (64, 64, 32, 4, 3), (128, 128, 32, 8, 3), (64, 128, 32, 4, 3),
@@ -227,56 +192,16 @@ WGRAD_SHAPES = [
     (64, 64, 64, 4, 3), (128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (128, 128, 32, 8, 3),
     (32, 64, 64, 4, 4), (64, 32, 64, 4, 4), (32, 32, 128, 4, 3),
 ]
-INTERPRETER_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}
-INTERPRETER_WGRAD_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}
 REDUCE_BLOCK = 1024
 INTERPRETER_REDUCE_BLOCK = 256
 # Pixels per deterministic chunk under the interpreter: small enough that tests exercise several chunks.
 INTERPRETER_PIX_PER_SPLIT = 128
 
 
-def _zero_partials(nargs):
-    nargs["part_ptr"].zero_()
-
-
-_dgrad_tuned = triton.autotune(configs=_gemm_configs(DGRAD_SHAPES), key=["P", "C_OUT", "C_IN", "KSIZE"])(
+_dgrad_tuned = triton.autotune(configs=gemm_configs(DGRAD_SHAPES), key=["P", "C_OUT", "C_IN", "KSIZE"])(
     _conv_relu_dgrad_kernel)
-_wgrad_tuned = triton.autotune(configs=_gemm_configs(WGRAD_SHAPES),
-                               key=["P", "C_OUT", "C_IN", "PIX_PER_SPLIT", "KSIZE", "HAS_W", "HAS_B"])(
-    _conv_relu_wgrad_kernel)
-# Atomic variant: each config zeroes the accumulator before every run, benchmark runs and the final run alike.
-_wgrad_atomic_tuned = triton.autotune(configs=_gemm_configs(WGRAD_SHAPES, pre_hook=_zero_partials),
-                                      key=["P", "C_OUT", "C_IN", "PIX_PER_SPLIT", "KSIZE", "HAS_W", "HAS_B"])(
-    _conv_relu_wgrad_kernel)
-
-
-def launch_gemm(raw, tuned, grid, args, consts, config, interp_config):
-    """Launch ``raw`` with ``config`` (a dict), the interpreter's fixed tile, or ``tuned`` (autotuned) on GPU.
-
-    ``grid`` maps the meta-parameters (BLOCK_M, BLOCK_N, ...) to the launch grid."""
-    if config is None and interpreting():
-        config = interp_config
-    if config is None:
-        tuned[grid](*args, **consts)
-        return
-    meta = dict(config)
-    missing = {"BLOCK_M", "BLOCK_N", "BLOCK_K"} - set(meta)
-    if missing:
-        raise ValueError(f"config must give BLOCK_M, BLOCK_N and BLOCK_K, missing {sorted(missing)}")
-    unknown = set(meta) - {"BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"}
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}")
-    meta.setdefault("num_warps", 4)
-    meta.setdefault("num_stages", 2)
-    raw[grid](*args, **consts, **meta)
-
-
-def acc_dtype(dtype):
-    return tl.float64 if dtype == torch.float64 else tl.float32
-
-
-def partial_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
+_wgrad_tuned, _wgrad_atomic_tuned = autotuned_partials(
+    _conv_relu_wgrad_kernel, WGRAD_SHAPES, ["P", "C_OUT", "C_IN", "PIX_PER_SPLIT", "KSIZE", "HAS_W", "HAS_B"])
 
 
 def pixel_splits(P, tiles, device):
@@ -294,6 +219,16 @@ def pixel_splits(P, tiles, device):
     return triton.cdiv(P, per), per
 
 
+def partial_buffer(S, r, dtype, device, deterministic, config):
+    """(buffer, atomic): S chunk rows of r partial sums, or one row that float atomics accumulate into."""
+    atomic = not deterministic and S > 0
+    if atomic:
+        # autotuning zeroes the row before each run itself; a forced or interpreted launch needs it zeroed here
+        forced = config is not None or interpreting()
+        return (torch.zeros if forced else torch.empty)((r,), dtype=partial_dtype(dtype), device=device), True
+    return torch.empty((S, r), dtype=partial_dtype(dtype), device=device), False
+
+
 def reduce_partials(part, S, r_w, r, c_tot, c_in, segs, weights, biases, ksize):
     """One launch: sum the S partial rows into up to four weight and four bias outputs (None entries skipped)."""
     w_args = []
@@ -306,31 +241,6 @@ def reduce_partials(part, S, r_w, r, c_tot, c_in, segs, weights, biases, ksize):
     grid = (triton.cdiv(r, block),)
     _reduce_partials_kernel[grid](part, S, r_w, r, c_tot, c_in, *segs, *w_args, *b_args, KSIZE=ksize, BLOCK=block,
                                   num_warps=4)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Validation helpers (also used by the stem launchers).
-
-def check_tensor(name, t, shape, dtype=None, device=None, dtypes=SUPPORTED_DTYPES):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
-    if t.dtype not in dtypes:
-        raise TypeError(f"{name}: expected a dtype in {[str(d) for d in dtypes]}, got {t.dtype}")
-    if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {t.dtype}")
-    if device is not None and t.device != device:
-        raise ValueError(f"{name}: expected device {device}, got {t.device}")
-
-
-def check_4d(name, t):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != 4:
-        raise ValueError(f"{name}: expected a 4-d (N, C, H, W) tensor, got shape {tuple(t.shape)}")
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name}: expected a dtype in {[str(d) for d in SUPPORTED_DTYPES]}, got {t.dtype}")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -360,18 +270,23 @@ def conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, *, allow_tf32=False, co
     check_tensor("t", t, (n, c_in, h, w), dtype, device)
     check_tensor("grad_t", grad_t, (n, c_in, h, w), dtype, device)
     require_launchable(grad_y, y, weight, t, grad_t)
-    P = n * h * w
-    if P == 0 or c_in == 0:
+    if n * h * w == 0 or c_in == 0:
         return grad_t
-
-    def grid(meta):
-        return (triton.cdiv(P, meta["BLOCK_M"]), triton.cdiv(c_in, meta["BLOCK_N"]))
-
-    args = (grad_y, y, weight, t, grad_t, P, h, w, c_out, c_in,
-            *grad_y.stride(), *y.stride(), *weight.stride(), *t.stride(), *grad_t.stride())
-    consts = dict(KSIZE=k, PREC=dot_precision(dtype, allow_tf32), ACC_DTYPE=acc_dtype(dtype))
-    launch_gemm(_conv_relu_dgrad_kernel, _dgrad_tuned, grid, args, consts, config, INTERPRETER_CONFIG)
+    launch_input_grad(grad_y, y, weight, t, grad_t, dot_precision(dtype, allow_tf32), config)
     return grad_t
+
+
+def launch_input_grad(grad_y, y, weight, t, grad_t, prec, config):
+    """The input-gradient launch of ``conv2d_relu_input_grad`` on checked, non-empty arguments; ``t`` None: no
+    (t > 0) mask. grad_t may be a scratch buffer of any float dtype."""
+    n, c_out, h, w = grad_y.shape
+    c_in, k = weight.shape[1], weight.shape[2]
+    P = n * h * w
+    args = (grad_y, y, weight, t, grad_t, P, h, w, c_out, c_in, *grad_y.stride(), *y.stride(), *weight.stride(),
+            *(t.stride() if t is not None else (0, 0, 0, 0)), *grad_t.stride())
+    consts = dict(KSIZE=k, PREC=prec, ACC_DTYPE=acc_dtype(grad_y.dtype))
+    launch(_conv_relu_dgrad_kernel, _dgrad_tuned, pixel_channel_grid(P, c_in), args, consts, config, INTERPRET_CONFIG,
+           BACKWARD_CONFIG_DEFAULTS)
 
 
 def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, deterministic=True, config=None) -> None:
@@ -416,13 +331,7 @@ def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, determinist
     P = n * h * w
     tiles = taps * triton.cdiv(c_out, 64) * triton.cdiv(max(c_in, 1), 64)
     S, per = pixel_splits(P, tiles, device)
-    part_dtype = partial_dtype(dtype)
-    atomic = not deterministic and S > 0
-    forced = config is not None or interpreting()
-    if atomic:
-        part = (torch.zeros if forced else torch.empty)((r,), dtype=part_dtype, device=device)
-    else:
-        part = torch.empty((S, r), dtype=part_dtype, device=device)
+    part, atomic = partial_buffer(S, r, dtype, device, deterministic, config)
 
     if S > 0:
         n_blocks = c_in if has_w else 1
@@ -435,7 +344,8 @@ def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, determinist
         consts = dict(KSIZE=k, TAPS=taps, HAS_W=has_w, HAS_B=grad_bias is not None, ATOMIC=atomic,
                       PREC=dot_precision(dtype, False), ACC_DTYPE=acc_dtype(dtype))
         tuned = _wgrad_atomic_tuned if atomic else _wgrad_tuned
-        launch_gemm(_conv_relu_wgrad_kernel, tuned, grid, args, consts, config, INTERPRETER_WGRAD_CONFIG)
+        launch(_conv_relu_wgrad_kernel, tuned, grid, args, consts, config, INTERPRET_WGRAD_CONFIG,
+               BACKWARD_CONFIG_DEFAULTS)
 
     gw = grad_weight if (grad_weight is not None and grad_weight.numel() > 0) else None
     reduce_partials(part, 1 if atomic else S, r_w, r, c_out, max(c_in, 1), (c_out, c_out, c_out),

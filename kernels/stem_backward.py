@@ -15,11 +15,14 @@ import torch
 import triton
 import triton.language as tl
 
-from .common import dot_precision, interpreting, require_launchable
-from .conv2d_backward import (
-    INTERPRETER_CONFIG, INTERPRETER_WGRAD_CONFIG, WGRAD_SHAPES,
-    _conv_relu_dgrad_kernel, _dgrad_tuned, _gemm_configs, _zero_partials, acc_dtype, check_4d, check_tensor,
-    launch_gemm, partial_dtype, pixel_splits, reduce_partials,
+from .common import dot_precision, require_launchable
+from .conv2d_backward import WGRAD_SHAPES, launch_input_grad, partial_buffer, pixel_splits, reduce_partials
+from .launch import (
+    BACKWARD_CONFIG_DEFAULTS, INTERPRET_CONFIG, INTERPRET_WGRAD_CONFIG, acc_dtype, autotuned_partials, check_4d,
+    check_tensor, gemm_configs, launch, partial_dtype, pixel_channel_grid,
+)
+from .tiles import (
+    chunk_row, cp_ptrs, dgrad_channels, maxpool3x3_pc, pc_ptrs, pixel_coords, relu_grad_cp, store_partial,
 )
 
 
@@ -30,18 +33,8 @@ def _dgrad_segment(acc, g_ptr, s_g_n, s_g_c, s_g_h, s_g_w, o_ptr, s_o_n, s_o_c, 
     # acc[BM pixels, BN in-channels] += (g * (o > 0 if MASKED))[BM, C] @ w[C, BN] (w read as (C, Cin, 1, 1)).
     g_row = img * s_g_n + oh * s_g_h + ow * s_g_w
     o_row = img * s_o_n + oh * s_o_h + ow * s_o_w
-    for k0 in range(0, C, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)
-        k_ok = offs_k < C
-        a_mask = m_ok[:, None] & k_ok[None, :]
-        a = tl.load(g_ptr + g_row[:, None] + offs_k[None, :] * s_g_c, mask=a_mask, other=0.0)
-        if MASKED:
-            ov = tl.load(o_ptr + o_row[:, None] + offs_k[None, :] * s_o_c, mask=a_mask, other=0.0)
-            a = tl.where(ov <= 0, tl.zeros_like(a), a)
-        b = tl.load(w_ptr + offs_k[:, None] * s_w_o + offs_n[None, :] * s_w_i,
-                    mask=k_ok[:, None] & n_ok[None, :], other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PREC)
-    return acc
+    return dgrad_channels(acc, g_ptr, g_row, s_g_c, o_ptr, o_row, s_o_c, w_ptr, s_w_o, s_w_i, C, m_ok, offs_n, n_ok,
+                          MASKED, PREC, BLOCK_K)
 
 
 @triton.jit
@@ -83,11 +76,7 @@ def _stem_dgrad_kernel(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
     m_ok = offs_m < P
     n_ok = offs_n < C_IN
-    HW = H * W
-    img = offs_m // HW
-    rem = offs_m % HW
-    oh = rem // W
-    ow = rem % W
+    img, oh, ow = pixel_coords(offs_m, H, W)
 
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
     acc = _dgrad_segment(acc, g1_ptr, s_g1_n, s_g1_c, s_g1_h, s_g1_w, o1_ptr, s_o1_n, s_o1_c, s_o1_h, s_o1_w,
@@ -105,8 +94,7 @@ def _stem_dgrad_kernel(
         # non-NaN q, any NaN, a p before q with p >= q, or a p after q with p > q. Row-major order does not depend
         # on the window, so each of the 24 neighbours in q's 5x5 neighbourhood is loaded once and its defeat ORed
         # into the (up to 9) windows that contain it: 25 loads instead of 81.
-        x_col = offs_n[None, :] * s_x_c
-        xq = tl.load(x_ptr + (img * s_x_n + oh * s_x_h + ow * s_x_w)[:, None] + x_col,
+        xq = tl.load(pc_ptrs(x_ptr, img, oh, ow, offs_n, s_x_n, s_x_c, s_x_h, s_x_w),
                      mask=m_ok[:, None] & n_ok[None, :], other=0.0)
         q_num = xq == xq  # q is not NaN
         # beaten_AB: the window centred at q + (A - 1, B - 1) has an argmax other than q
@@ -125,7 +113,7 @@ def _stem_dgrad_kernel(
                     ih = oh + (a - 2)
                     iw = ow + (b - 2)
                     ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                    v = tl.load(x_ptr + (img * s_x_n + ih * s_x_h + iw * s_x_w)[:, None] + x_col,
+                    v = tl.load(pc_ptrs(x_ptr, img, ih, iw, offs_n, s_x_n, s_x_c, s_x_h, s_x_w),
                                 mask=ok[:, None] & n_ok[None, :], other=0.0)
                     v_nan = v != v
                     if (a < 2) | ((a == 2) & (b < 2)):  # p before q in the scan
@@ -154,27 +142,8 @@ def _stem_dgrad_kernel(
         acc = _add_window(acc, dpool_ptr, beaten_21, img, oh + 1, ow, H, W, C_IN, m_ok, offs_n, n_ok)
         acc = _add_window(acc, dpool_ptr, beaten_22, img, oh + 1, ow + 1, H, W, C_IN, m_ok, offs_n, n_ok)
 
-    gx_off = (img * s_gx_n + oh * s_gx_h + ow * s_gx_w)[:, None] + offs_n[None, :] * s_gx_c
-    tl.store(gx_ptr + gx_off, acc.to(gx_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
-
-
-@triton.jit
-def _store_partial(row_ptr, rows, rows_ok, offs_n, n_ok, acc, bacc, pid_n, C_IN, R_W,
-                   HAS_W: tl.constexpr, HAS_B: tl.constexpr, ATOMIC: tl.constexpr):
-    # Weight partials at [rows, C_IN] of the chunk row; bias partials at R_W + rows (written by Cin block 0).
-    if HAS_W:
-        w_ptrs = row_ptr + rows[:, None] * C_IN + offs_n[None, :]
-        w_mask = rows_ok[:, None] & n_ok[None, :]
-        if ATOMIC:
-            tl.atomic_add(w_ptrs, acc, mask=w_mask, sem="relaxed")
-        else:
-            tl.store(w_ptrs, acc, mask=w_mask)
-    if HAS_B:
-        if pid_n == 0:
-            if ATOMIC:
-                tl.atomic_add(row_ptr + R_W + rows, bacc, mask=rows_ok, sem="relaxed")
-            else:
-                tl.store(row_ptr + R_W + rows, bacc, mask=rows_ok)
+    tl.store(pc_ptrs(gx_ptr, img, oh, ow, offs_n, s_gx_n, s_gx_c, s_gx_h, s_gx_w), acc.to(gx_ptr.dtype.element_ty),
+             mask=m_ok[:, None] & n_ok[None, :])
 
 
 @triton.jit
@@ -200,12 +169,9 @@ def _stem_wgrad_kernel(
     pid_n = tl.program_id(2).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
     n_ok = offs_n < C_IN
-    HW = H * W
     p_start = split * PIX_PER_SPLIT
     p_end = tl.minimum(p_start + PIX_PER_SPLIT, P)
-    row_ptr = part_ptr
-    if not ATOMIC:
-        row_ptr = part_ptr + split * R  # own chunk row: written, never accumulated (safe to autotune)
+    row_ptr = chunk_row(part_ptr, split, R, ATOMIC)
 
     NB123 = 0
     if USE123:
@@ -221,63 +187,41 @@ def _stem_wgrad_kernel(
         for p0 in range(p_start, p_end, BLOCK_K):
             offs_k = p0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] pixel
             k_ok = offs_k < p_end
-            img = offs_k // HW
-            rem = offs_k % HW
-            oh = rem // W
-            ow = rem % W
+            img, oh, ow = pixel_coords(offs_k, H, W)
             # A = [g1 | g2 | g3]^T tile [BM, BK]: each row block read from its own tensor, the others masked off.
-            g1 = tl.load(g1_ptr + offs_j[:, None] * s_g1_c + (img * s_g1_n + oh * s_g1_h + ow * s_g1_w)[None, :],
-                         mask=r1[:, None] & k_ok[None, :], other=0.0)
-            o1 = tl.load(o1_ptr + offs_j[:, None] * s_o1_c + (img * s_o1_n + oh * s_o1_h + ow * s_o1_w)[None, :],
-                         mask=r1[:, None] & k_ok[None, :], other=0.0)
-            g2 = tl.load(g2_ptr + (offs_j - C1)[:, None] * s_g2_c
-                         + (img * s_g2_n + oh * s_g2_h + ow * s_g2_w)[None, :],
+            g1 = relu_grad_cp(g1_ptr, o1_ptr, offs_j, img, oh, ow, s_g1_n, s_g1_c, s_g1_h, s_g1_w,
+                              s_o1_n, s_o1_c, s_o1_h, s_o1_w, r1[:, None] & k_ok[None, :])
+            g2 = tl.load(cp_ptrs(g2_ptr, offs_j - C1, img, oh, ow, s_g2_n, s_g2_c, s_g2_h, s_g2_w),
                          mask=r2[:, None] & k_ok[None, :], other=0.0)
-            g3 = tl.load(g3_ptr + (offs_j - C12)[:, None] * s_g3_c
-                         + (img * s_g3_n + oh * s_g3_h + ow * s_g3_w)[None, :],
+            g3 = tl.load(cp_ptrs(g3_ptr, offs_j - C12, img, oh, ow, s_g3_n, s_g3_c, s_g3_h, s_g3_w),
                          mask=r3[:, None] & k_ok[None, :], other=0.0)
-            a = tl.where(r1[:, None], tl.where(o1 <= 0, tl.zeros_like(g1), g1), tl.where(r2[:, None], g2, g3))
+            a = tl.where(r1[:, None], g1, tl.where(r2[:, None], g2, g3))
             if HAS_B123:
                 bacc += tl.sum(a.to(ACC_DTYPE), axis=1)
             if HAS_W123:
-                b = tl.load(x_ptr + (img * s_x_n + oh * s_x_h + ow * s_x_w)[:, None] + offs_n[None, :] * s_x_c,
+                b = tl.load(pc_ptrs(x_ptr, img, oh, ow, offs_n, s_x_n, s_x_c, s_x_h, s_x_w),
                             mask=k_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN]
                 acc = tl.dot(a, b, acc, input_precision=PREC)
-        _store_partial(row_ptr, offs_j, j_ok, offs_n, n_ok, acc, bacc, pid_n, C_IN, R_W, HAS_W123, HAS_B123, ATOMIC)
+        store_partial(row_ptr, offs_j, offs_j, j_ok, offs_n, n_ok, acc, bacc, pid_n == 0, C_IN, R_W, HAS_W123, HAS_B123,
+                      ATOMIC)
     else:
         offs_c = (pid_m - NB123) * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] channel of g4
         c_ok = offs_c < C4
         for p0 in range(p_start, p_end, BLOCK_K):
             offs_k = p0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] pixel
             k_ok = offs_k < p_end
-            img = offs_k // HW
-            rem = offs_k % HW
-            oh = rem // W
-            ow = rem % W
-            a_mask = c_ok[:, None] & k_ok[None, :]
-            a = tl.load(g4_ptr + offs_c[:, None] * s_g4_c + (img * s_g4_n + oh * s_g4_h + ow * s_g4_w)[None, :],
-                        mask=a_mask, other=0.0)
-            o4 = tl.load(o4_ptr + offs_c[:, None] * s_o4_c + (img * s_o4_n + oh * s_o4_h + ow * s_o4_w)[None, :],
-                         mask=a_mask, other=0.0)
-            a = tl.where(o4 <= 0, tl.zeros_like(a), a)  # [BM, BK]
+            img, oh, ow = pixel_coords(offs_k, H, W)
+            a = relu_grad_cp(g4_ptr, o4_ptr, offs_c, img, oh, ow, s_g4_n, s_g4_c, s_g4_h, s_g4_w,
+                             s_o4_n, s_o4_c, s_o4_h, s_o4_w, c_ok[:, None] & k_ok[None, :])  # [BM, BK]
             if HAS_B4:
                 bacc += tl.sum(a.to(ACC_DTYPE), axis=1)
             if HAS_W4:
-                # maxpool3x3(x) tile [BK, BN], recomputed: padding is -inf, NaN propagates as in PyTorch.
-                pooled = tl.full([BLOCK_K, BLOCK_N], float("-inf"), dtype=x_ptr.dtype.element_ty)
-                for dh in tl.static_range(3):
-                    for dw in tl.static_range(3):
-                        ih = oh + (dh - 1)
-                        iw = ow + (dw - 1)
-                        ok = k_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                        v = tl.load(x_ptr + (img * s_x_n + ih * s_x_h + iw * s_x_w)[:, None] + offs_n[None, :] * s_x_c,
-                                    mask=ok[:, None] & n_ok[None, :], other=float("-inf"))
-                        pooled = tl.where((v > pooled) | (v != v), v, pooled)
-                # rows/columns outside the problem are all -inf: zero them so -inf * 0 cannot make NaN
-                pooled = tl.where(k_ok[:, None] & n_ok[None, :], pooled, tl.zeros_like(pooled))
+                # maxpool3x3(x) tile [BK, BN], recomputed
+                pooled = maxpool3x3_pc(x_ptr, img, oh, ow, k_ok, offs_n, n_ok, H, W, s_x_n, s_x_c, s_x_h, s_x_w,
+                                       BLOCK_K, BLOCK_N)
                 acc = tl.dot(a, pooled, acc, input_precision=PREC)
-        _store_partial(row_ptr, C123 + offs_c, c_ok, offs_n, n_ok, acc, bacc, pid_n, C_IN, R_W, HAS_W4, HAS_B4,
-                       ATOMIC)
+        store_partial(row_ptr, C123 + offs_c, C123 + offs_c, c_ok, offs_n, n_ok, acc, bacc, pid_n == 0, C_IN, R_W,
+                      HAS_W4, HAS_B4, ATOMIC)
 
 
 # The pool-backward epilogue keeps about a dozen [BLOCK_M, BLOCK_N] masks live: tiles of at most 16 elements per
@@ -285,13 +229,10 @@ def _stem_wgrad_kernel(
 STEM_DGRAD_SHAPES = [
     (64, 32, 32, 4, 3), (32, 64, 32, 4, 3), (64, 64, 32, 8, 3), (128, 32, 32, 8, 3), (32, 32, 32, 4, 4),
 ]
-_stem_dgrad_tuned = triton.autotune(configs=_gemm_configs(STEM_DGRAD_SHAPES), key=["P", "C_IN", "C1", "C2", "C3"])(
+_stem_dgrad_tuned = triton.autotune(configs=gemm_configs(STEM_DGRAD_SHAPES), key=["P", "C_IN", "C1", "C2", "C3"])(
     _stem_dgrad_kernel)
 _WGRAD_KEY = ["P", "C_IN", "C123", "C4", "PIX_PER_SPLIT", "HAS_W123", "HAS_B123", "HAS_W4", "HAS_B4"]
-_stem_wgrad_tuned = triton.autotune(configs=_gemm_configs(WGRAD_SHAPES), key=_WGRAD_KEY)(_stem_wgrad_kernel)
-# Atomic variant: each config zeroes the accumulator before every run, benchmark runs and the final run alike.
-_stem_wgrad_atomic_tuned = triton.autotune(configs=_gemm_configs(WGRAD_SHAPES, pre_hook=_zero_partials),
-                                           key=_WGRAD_KEY)(_stem_wgrad_kernel)
+_stem_wgrad_tuned, _stem_wgrad_atomic_tuned = autotuned_partials(_stem_wgrad_kernel, WGRAD_SHAPES, _WGRAD_KEY)
 
 
 def _check_stem(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4):
@@ -340,26 +281,16 @@ def stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, w1, w
 
     dpool = None
     if c4 > 0:
-        # [N, H, W, Cin] scratch addressed as (n, c, h, w) for the 1x1 dgrad kernel
+        # [N, H, W, Cin] scratch, channels innermost, passed as an (n, c, h, w) view
         dpool = torch.empty((n, h, w, c_in), dtype=partial_dtype(dtype), device=device)
-        d_strides = (h * w * c_in, 1, w * c_in, c_in)
-
-        def grid1(meta):
-            return (triton.cdiv(P, meta["BLOCK_M"]), triton.cdiv(c_in, meta["BLOCK_N"]))
-
-        args = (grad_out4, out4, w4, None, dpool, P, h, w, c4, c_in,
-                *grad_out4.stride(), *out4.stride(), *w4.stride(), 0, 0, 0, 0, *d_strides)
-        consts = dict(KSIZE=1, PREC=prec, ACC_DTYPE=acc_dtype(dtype))
-        launch_gemm(_conv_relu_dgrad_kernel, _dgrad_tuned, grid1, args, consts, config, INTERPRETER_CONFIG)
-
-    def grid(meta):
-        return (triton.cdiv(P, meta["BLOCK_M"]), triton.cdiv(c_in, meta["BLOCK_N"]))
+        launch_input_grad(grad_out4, out4, w4, None, dpool.permute(0, 3, 1, 2), prec, config)
 
     args = (x, grad_out1, out1, grad_t2, grad_t3, w1, w2a, w3a, dpool, grad_x, P, h, w, c_in, c1, c2a, c3a,
             *x.stride(), *grad_out1.stride(), *out1.stride(), *grad_t2.stride(), *grad_t3.stride(),
             *w1.stride()[:2], *w2a.stride()[:2], *w3a.stride()[:2], *grad_x.stride())
     consts = dict(PREC=prec, ACC_DTYPE=acc_dtype(dtype))
-    launch_gemm(_stem_dgrad_kernel, _stem_dgrad_tuned, grid, args, consts, config, INTERPRETER_CONFIG)
+    launch(_stem_dgrad_kernel, _stem_dgrad_tuned, pixel_channel_grid(P, c_in), args, consts, config, INTERPRET_CONFIG,
+           BACKWARD_CONFIG_DEFAULTS)
     return grad_x
 
 
@@ -404,12 +335,7 @@ def stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1,
     P = n * h * w
     tiles = triton.cdiv(c_tot, 64) * triton.cdiv(c_in, 64)
     S, per = pixel_splits(P, tiles, device)
-    atomic = not deterministic and S > 0
-    forced = config is not None or interpreting()
-    if atomic:
-        part = (torch.zeros if forced else torch.empty)((r,), dtype=partial_dtype(dtype), device=device)
-    else:
-        part = torch.empty((S, r), dtype=partial_dtype(dtype), device=device)
+    part, atomic = partial_buffer(S, r, dtype, device, deterministic, config)
 
     if S > 0:
         use123 = has_w123 or has_b123
@@ -427,8 +353,8 @@ def stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1,
         consts = dict(HAS_W123=has_w123, HAS_B123=has_b123, HAS_W4=has_w4, HAS_B4=has_b4, USE123=use123,
                       ATOMIC=atomic, PREC=dot_precision(dtype, False), ACC_DTYPE=acc_dtype(dtype))
         tuned = _stem_wgrad_atomic_tuned if atomic else _stem_wgrad_tuned
-        launch_gemm(_stem_wgrad_kernel, tuned, grid, (*args_head, *args_tail), consts, config,
-                    INTERPRETER_WGRAD_CONFIG)
+        launch(_stem_wgrad_kernel, tuned, grid, (*args_head, *args_tail), consts, config, INTERPRET_WGRAD_CONFIG,
+               BACKWARD_CONFIG_DEFAULTS)
 
     reduce_partials(part, 1 if atomic else S, r_w, r, c_tot, max(c_in, 1), (c1, c12, c123),
                     (gw1, gw2a, gw3a, gw4), (gb1, gb2a, gb3a, gb4), 1)

@@ -11,84 +11,14 @@ in launch order, so x is read from DRAM about once for all four branches.
 Max-pool semantics follow torch.max_pool2d: padding is -inf (never wins), NaN propagates.
 Precision as in conv2d_forward: fp32 accumulation via tl.dot, fp64 via tl.sum of a broadcast product.
 """
-import torch
 import triton
 import triton.language as tl
 
-from .common import dot_precision, interpreting
-from .conv2d_forward import (
-    _FP64_CONFIGS,
-    _INTERPRET_CONFIG,
-    _check_common,
-    _check_config,
-    _check_shape,
-    _grid,
-    _mma,
-    _program_tile,
+from .launch import (
+    INTERPRET_CONFIG, autotuned_by_mma, check_config, check_same_dtype_and_device, check_shape, launch, mma_meta,
+    tile_grid,
 )
-
-
-@triton.jit
-def _stem_main_tile(
-    x_ptr, w1_ptr, w2_ptr, w3_ptr, b1_ptr, b2_ptr, b3_ptr, o1_ptr, t2_ptr, t3_ptr,
-    pid_n, mask_m, n_idx, oh, ow,
-    Cin, C1, C2, C3,
-    sxn, sxc, sxh, sxw,
-    sw1o, sw1i, sw2o, sw2i, sw3o, sw3i,
-    sb1, sb2, sb3,
-    so1n, so1c, so1h, so1w,
-    st2n, st2c, st2h, st2w,
-    st3n, st3c, st3h, st3w,
-    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    # column j of the virtual [W1 | W2a | W3a] -> (segment, local channel); clamp masked lanes to 0
-    offs_j = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN]
-    in1 = offs_j < C1
-    in2 = (offs_j >= C1) & (offs_j < C1 + C2)
-    in3 = (offs_j >= C1 + C2) & (offs_j < C1 + C2 + C3)
-    j1 = tl.where(in1, offs_j, 0)
-    j2 = tl.where(in2, offs_j - C1, 0)
-    j3 = tl.where(in3, offs_j - C1 - C2, 0)
-    offs_k = tl.arange(0, BLOCK_K).to(tl.int64)  # [BK]
-
-    a_ptrs = x_ptr + (n_idx * sxn + oh * sxh + ow * sxw)[:, None] + offs_k[None, :] * sxc  # [BM, BK]
-    w1_ptrs = w1_ptr + j1[None, :] * sw1o + offs_k[:, None] * sw1i  # [BK, BN]
-    w2_ptrs = w2_ptr + j2[None, :] * sw2o + offs_k[:, None] * sw2i
-    w3_ptrs = w3_ptr + j3[None, :] * sw3o + offs_k[:, None] * sw3i
-    a_step = tl.full((), BLOCK_K, tl.int64) * sxc
-    w1_step = tl.full((), BLOCK_K, tl.int64) * sw1i
-    w2_step = tl.full((), BLOCK_K, tl.int64) * sw2i
-    w3_step = tl.full((), BLOCK_K, tl.int64) * sw3i
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for c0 in range(0, Cin, BLOCK_K):
-        mask_k = (c0 + offs_k) < Cin
-        a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
-        # each column is live in exactly one segment: the other two loads contribute exact zeros
-        b = tl.load(w1_ptrs, mask=mask_k[:, None] & in1[None, :], other=0.0)
-        b += tl.load(w2_ptrs, mask=mask_k[:, None] & in2[None, :], other=0.0)
-        b += tl.load(w3_ptrs, mask=mask_k[:, None] & in3[None, :], other=0.0)
-        acc = _mma(acc, a, b, USE_DOT, PRECISION)
-        a_ptrs += a_step
-        w1_ptrs += w1_step
-        w2_ptrs += w2_step
-        w3_ptrs += w3_step
-
-    bias = tl.load(b1_ptr + j1 * sb1, mask=in1, other=0.0).to(ACC_DTYPE)
-    bias += tl.load(b2_ptr + j2 * sb2, mask=in2, other=0.0).to(ACC_DTYPE)
-    bias += tl.load(b3_ptr + j3 * sb3, mask=in3, other=0.0).to(ACC_DTYPE)
-    acc += bias[None, :]
-    acc = tl.where(acc < 0, 0.0, acc)  # relu that keeps NaN
-    y = acc.to(o1_ptr.dtype.element_ty)
-
-    # epilogue routing: every column goes to exactly one of out1 / t2 / t3
-    tl.store(o1_ptr + (n_idx * so1n + oh * so1h + ow * so1w)[:, None] + (j1 * so1c)[None, :], y,
-             mask=mask_m[:, None] & in1[None, :])
-    tl.store(t2_ptr + (n_idx * st2n + oh * st2h + ow * st2w)[:, None] + (j2 * st2c)[None, :], y,
-             mask=mask_m[:, None] & in2[None, :])
-    tl.store(t3_ptr + (n_idx * st3n + oh * st3h + ow * st3w)[:, None] + (j3 * st3c)[None, :], y,
-             mask=mask_m[:, None] & in3[None, :])
+from .tiles import bias_relu, maxpool3x3_pc, mma, pc_ptrs, pixel_coords, program_tile
 
 
 @triton.jit
@@ -105,7 +35,6 @@ def _stem_pool_tile(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] channels of out4
     mask_n = offs_n < C4
     offs_k = tl.arange(0, BLOCK_K).to(tl.int64)  # [BK]
-    x_row = n_idx * sxn  # [BM]
     w_ptrs = w4_ptr + offs_n[None, :] * sw4o + offs_k[:, None] * sw4i  # [BK, BN]
     w_step = tl.full((), BLOCK_K, tl.int64) * sw4i
 
@@ -113,29 +42,14 @@ def _stem_pool_tile(
     for c0 in range(0, Cin, BLOCK_K):
         offs_c = c0 + offs_k
         mask_k = offs_c < Cin
-        # A tile = 3x3 / stride 1 / pad 1 max-pool of x, built from 9 shifted loads
-        pooled = tl.full((BLOCK_M, BLOCK_K), float("-inf"), dtype=x_ptr.dtype.element_ty)
-        for dh in tl.static_range(3):
-            ih = oh + (dh - 1)
-            ok_h = mask_m & (ih >= 0) & (ih < H)
-            for dw in tl.static_range(3):
-                iw = ow + (dw - 1)
-                ok = ok_h & (iw >= 0) & (iw < W)
-                v = tl.load(x_ptr + (x_row + ih * sxh + iw * sxw)[:, None] + (offs_c * sxc)[None, :],
-                            mask=ok[:, None] & mask_k[None, :], other=float("-inf"))
-                # padding (-inf) never wins; a NaN wins and then stays, as in torch.max_pool2d
-                pooled = tl.where((v > pooled) | (v != v), v, pooled)
-        # rows/channels outside the problem are -inf here: zero them so they add nothing
-        a = tl.where(mask_m[:, None] & mask_k[None, :], pooled, 0.0)
+        a = maxpool3x3_pc(x_ptr, n_idx, oh, ow, mask_m, offs_c, mask_k, H, W, sxn, sxc, sxh, sxw, BLOCK_M, BLOCK_K)
         b = tl.load(w_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-        acc = _mma(acc, a, b, USE_DOT, PRECISION)
+        acc = mma(acc, a, b, USE_DOT, PRECISION)
         w_ptrs += w_step
 
-    bias = tl.load(b4_ptr + offs_n * sb4, mask=mask_n, other=0.0).to(ACC_DTYPE)
-    acc += bias[None, :]
-    acc = tl.where(acc < 0, 0.0, acc)  # relu that keeps NaN
-    tl.store(o4_ptr + (n_idx * so4n + oh * so4h + ow * so4w)[:, None] + (offs_n * so4c)[None, :],
-             acc.to(o4_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    acc = bias_relu(acc, tl.load(b4_ptr + offs_n * sb4, mask=mask_n, other=0.0).to(ACC_DTYPE))
+    tl.store(pc_ptrs(o4_ptr, n_idx, oh, ow, offs_n, so4n, so4c, so4h, so4w), acc.to(o4_ptr.dtype.element_ty),
+             mask=mask_m[:, None] & mask_n[None, :])
 
 
 @triton.jit
@@ -155,28 +69,57 @@ def _stem_forward_kernel(
 ):
     NB_MAIN = tl.cdiv(C1 + C2 + C3, BLOCK_N)
     NB_POOL = tl.cdiv(C4, BLOCK_N)
-    pid_m, pid_n, in_range = _program_tile(NB_MAIN + NB_POOL, M, BLOCK_M)
+    pid_m, pid_n, in_range = program_tile(NB_MAIN + NB_POOL, M, BLOCK_M)
     if in_range:
         offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] pixels
         mask_m = offs_m < M
-        # no H*W product: it could overflow int32 for a huge single image
-        row = offs_m // W
-        ow = offs_m % W
-        n_idx = row // H
-        oh = row % H
+        n_idx, oh, ow = pixel_coords(offs_m, H, W)
         if pid_n < NB_MAIN:
-            _stem_main_tile(
-                x_ptr, w1_ptr, w2_ptr, w3_ptr, b1_ptr, b2_ptr, b3_ptr, o1_ptr, t2_ptr, t3_ptr,
-                pid_n, mask_m, n_idx, oh, ow,
-                Cin, C1, C2, C3,
-                sxn, sxc, sxh, sxw,
-                sw1o, sw1i, sw2o, sw2i, sw3o, sw3i,
-                sb1, sb2, sb3,
-                so1n, so1c, so1h, so1w,
-                st2n, st2c, st2h, st2w,
-                st3n, st3c, st3h, st3w,
-                USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K,
-            )
+            # column j of the virtual [W1 | W2a | W3a] -> (segment, local channel); clamp masked lanes to 0
+            offs_j = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN]
+            in1 = offs_j < C1
+            in2 = (offs_j >= C1) & (offs_j < C1 + C2)
+            in3 = (offs_j >= C1 + C2) & (offs_j < C1 + C2 + C3)
+            j1 = tl.where(in1, offs_j, 0)
+            j2 = tl.where(in2, offs_j - C1, 0)
+            j3 = tl.where(in3, offs_j - C1 - C2, 0)
+            offs_k = tl.arange(0, BLOCK_K).to(tl.int64)  # [BK]
+
+            a_ptrs = x_ptr + (n_idx * sxn + oh * sxh + ow * sxw)[:, None] + offs_k[None, :] * sxc  # [BM, BK]
+            w1_ptrs = w1_ptr + j1[None, :] * sw1o + offs_k[:, None] * sw1i  # [BK, BN]
+            w2_ptrs = w2_ptr + j2[None, :] * sw2o + offs_k[:, None] * sw2i
+            w3_ptrs = w3_ptr + j3[None, :] * sw3o + offs_k[:, None] * sw3i
+            a_step = tl.full((), BLOCK_K, tl.int64) * sxc
+            w1_step = tl.full((), BLOCK_K, tl.int64) * sw1i
+            w2_step = tl.full((), BLOCK_K, tl.int64) * sw2i
+            w3_step = tl.full((), BLOCK_K, tl.int64) * sw3i
+
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+            for c0 in range(0, Cin, BLOCK_K):
+                mask_k = (c0 + offs_k) < Cin
+                a = tl.load(a_ptrs, mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+                # each column is live in exactly one segment: the other two loads contribute exact zeros
+                b = tl.load(w1_ptrs, mask=mask_k[:, None] & in1[None, :], other=0.0)
+                b += tl.load(w2_ptrs, mask=mask_k[:, None] & in2[None, :], other=0.0)
+                b += tl.load(w3_ptrs, mask=mask_k[:, None] & in3[None, :], other=0.0)
+                acc = mma(acc, a, b, USE_DOT, PRECISION)
+                a_ptrs += a_step
+                w1_ptrs += w1_step
+                w2_ptrs += w2_step
+                w3_ptrs += w3_step
+
+            bias = tl.load(b1_ptr + j1 * sb1, mask=in1, other=0.0).to(ACC_DTYPE)
+            bias += tl.load(b2_ptr + j2 * sb2, mask=in2, other=0.0).to(ACC_DTYPE)
+            bias += tl.load(b3_ptr + j3 * sb3, mask=in3, other=0.0).to(ACC_DTYPE)
+            y = bias_relu(acc, bias).to(o1_ptr.dtype.element_ty)
+
+            # epilogue routing: every column goes to exactly one of out1 / t2 / t3
+            tl.store(pc_ptrs(o1_ptr, n_idx, oh, ow, j1, so1n, so1c, so1h, so1w), y,
+                     mask=mask_m[:, None] & in1[None, :])
+            tl.store(pc_ptrs(t2_ptr, n_idx, oh, ow, j2, st2n, st2c, st2h, st2w), y,
+                     mask=mask_m[:, None] & in2[None, :])
+            tl.store(pc_ptrs(t3_ptr, n_idx, oh, ow, j3, st3n, st3c, st3h, st3w), y,
+                     mask=mask_m[:, None] & in3[None, :])
         else:
             _stem_pool_tile(
                 x_ptr, w4_ptr, b4_ptr, o4_ptr,
@@ -204,15 +147,7 @@ _STEM_CONFIGS = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=2),
 ]
 _AUTOTUNE_KEY = ["M", "Cin", "C1", "C2", "C3", "C4", "sxc"]
-_autotuned = {}
-
-
-def _autotuned_kernel(use_dot: bool):
-    # Built lazily from the one @triton.jit function; dtypes join the key automatically.
-    if use_dot not in _autotuned:
-        configs = _STEM_CONFIGS if use_dot else _FP64_CONFIGS
-        _autotuned[use_dot] = triton.autotune(configs=configs, key=_AUTOTUNE_KEY)(_stem_forward_kernel)
-    return _autotuned[use_dot]
+_autotuned_kernel = autotuned_by_mma(_stem_forward_kernel, _STEM_CONFIGS, _AUTOTUNE_KEY)
 
 
 def _check_1x1(name, w, cin):
@@ -236,22 +171,21 @@ def stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, a
     c3 = _check_1x1("w3a", w3a, Cin)
     c4 = _check_1x1("w4", w4, Cin)
     for name, b, c in (("b1", b1, c1), ("b2a", b2a, c2), ("b3a", b3a, c3), ("b4", b4, c4)):
-        _check_shape(name, b, (c,))
+        check_shape(name, b, (c,))
     for name, o, c in (("out1", out1, c1), ("t2", t2, c2), ("t3", t3, c3), ("out4", out4, c4)):
-        _check_shape(name, o, (N, c, H, W))
-    _check_common({
+        check_shape(name, o, (N, c, H, W))
+    check_same_dtype_and_device({
         "x": x, "w1": w1, "b1": b1, "w2a": w2a, "b2a": b2a, "w3a": w3a, "b3a": b3a, "w4": w4, "b4": b4,
         "out1": out1, "t2": t2, "t3": t3, "out4": out4,
     })
     if config is not None:
-        _check_config(config)
+        check_config(config)
 
     M = N * H * W
     cols = c1 + c2 + c3 + c4
     if M == 0 or cols == 0:
         return None
 
-    use_dot = x.dtype != torch.float64
     args = (
         x, w1, w2a, w3a, w4, b1, b2a, b3a, b4,
         out1, t2, t3, out4,
@@ -262,22 +196,12 @@ def stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, a
         b1.stride(0), b2a.stride(0), b3a.stride(0), b4.stride(0),
         *out1.stride(), *t2.stride(), *t3.stride(), *out4.stride(),
     )
-    meta = dict(
-        USE_DOT=use_dot,
-        PRECISION=dot_precision(x.dtype, allow_tf32),
-        ACC_DTYPE=tl.float32 if use_dot else tl.float64,
-    )
+    meta = mma_meta(x.dtype, allow_tf32)
 
-    def grid_for(block_m, block_n):
+    def grid(META):
         # main and pool column blocks share BLOCK_N; each range is rounded up on its own
-        num_n = triton.cdiv(c1 + c2 + c3, block_n) + triton.cdiv(c4, block_n)
-        return _grid(M, num_n * block_n, block_m, block_n)
+        num_n = triton.cdiv(c1 + c2 + c3, META["BLOCK_N"]) + triton.cdiv(c4, META["BLOCK_N"])
+        return tile_grid(M, num_n * META["BLOCK_N"], META["BLOCK_M"], META["BLOCK_N"])
 
-    if config is None and interpreting():
-        config = _INTERPRET_CONFIG
-    if config is None:
-        kernel = _autotuned_kernel(use_dot)
-        kernel[lambda META: grid_for(META["BLOCK_M"], META["BLOCK_N"])](*args, **meta)
-    else:
-        _stem_forward_kernel[grid_for(config["BLOCK_M"], config["BLOCK_N"])](*args, **meta, **config)
+    launch(_stem_forward_kernel, _autotuned_kernel(meta["USE_DOT"]), grid, args, meta, config, INTERPRET_CONFIG)
     return None

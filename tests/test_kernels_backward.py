@@ -85,6 +85,18 @@ def conv_problem(n, cin, cout, h, w, k, seed, dtype=torch.float32):
                 grad_bias=gb)
 
 
+def check_conv_grads(ref, dtype, grad_y, y, weight, t, gt_fmt, gw_fmt):
+    """Both conv backward launchers into NaN-filled outputs (grad_t in ``gt_fmt``, grad_weight in ``gw_fmt``),
+    checked against the reference."""
+    grad_t = nan_like(t.shape, dtype, gt_fmt)
+    assert conv2d_relu_input_grad(grad_y, y, weight, t, grad_t) is grad_t
+    assert_close(grad_t, ref["grad_t"], dtype, "grad_t")
+    gw, gb = nan_like(weight.shape, dtype, gw_fmt), nan_like((weight.shape[0],), dtype)
+    assert conv2d_relu_weight_grad(grad_y, y, t, gw, gb) is None
+    assert_close(gw, ref["grad_weight"], dtype, "grad_weight")
+    assert_close(gb, ref["grad_bias"], dtype, "grad_bias")
+
+
 # (N, Cin, Cout, H, W, k, activation format, grad_t format)
 CONV_CASES = [
     (1, 1, 1, 1, 1, 1, "nchw", "nchw"),
@@ -104,17 +116,7 @@ def test_conv_backward(case, dtype):
     y = slice_view(ref["y"], dtype, fmt, 2, 3)
     weight = to_dev(ref["weight"], dtype, fmt)
     t = to_dev(ref["t"], dtype, fmt)
-
-    grad_t = nan_like((n, cin, h, w), dtype, gt_fmt)
-    out = conv2d_relu_input_grad(grad_y, y, weight, t, grad_t)
-    assert out is grad_t
-    assert_close(grad_t, ref["grad_t"], dtype, "grad_t")
-
-    gw = nan_like((cout, cin, k, k), dtype, fmt)
-    gb = nan_like((cout,), dtype)
-    assert conv2d_relu_weight_grad(grad_y, y, t, gw, gb) is None
-    assert_close(gw, ref["grad_weight"], dtype, "grad_weight")
-    assert_close(gb, ref["grad_bias"], dtype, "grad_bias")
+    check_conv_grads(ref, dtype, grad_y, y, weight, t, gt_fmt, fmt)
 
 
 def test_conv_backward_googlenet_channels():
@@ -123,13 +125,7 @@ def test_conv_backward_googlenet_channels():
     ref = conv_problem(1, 96, 128, 4, 3, 3, seed=7)
     grad_y, y = slice_view(ref["grad_y"], dtype, "nhwc", 64, 64), slice_view(ref["y"], dtype, "nhwc", 64, 64)
     weight, t = to_dev(ref["weight"], dtype), to_dev(ref["t"], dtype, "nhwc")
-    grad_t = nan_like(t.shape, dtype, "nhwc")
-    conv2d_relu_input_grad(grad_y, y, weight, t, grad_t)
-    assert_close(grad_t, ref["grad_t"], dtype, "grad_t")
-    gw, gb = nan_like(weight.shape, dtype), nan_like((128,), dtype)
-    conv2d_relu_weight_grad(grad_y, y, t, gw, gb)
-    assert_close(gw, ref["grad_weight"], dtype, "grad_weight")
-    assert_close(gb, ref["grad_bias"], dtype, "grad_bias")
+    check_conv_grads(ref, dtype, grad_y, y, weight, t, "nhwc", "nchw")
 
 
 def test_conv_backward_tf32_and_forced_config():
@@ -270,17 +266,29 @@ def stem_inputs(ref, dtype, fmt, c2b=3, c3b=2):
     )
 
 
+def stem_weights(ref, dtype, fmt="nchw"):
+    """w1 / w2a / w3a / w4 keyword arguments of stem_input_grad."""
+    return dict(zip(("w1", "w2a", "w3a", "w4"), (to_dev(v, dtype, fmt) for v in ref["ws"])))
+
+
+STEM_WEIGHT_GRADS = ("gw1", "gw2a", "gw3a", "gw4", "gb1", "gb2a", "gb3a", "gb4")
+
+
+def stem_weight_outputs(ref, dtype):
+    """NaN-filled gw1..gw4, gb1..gb4 keyword outputs of stem_weight_grad."""
+    outs = [nan_like(v.shape, dtype) for v in ref["ws"]] + [nan_like((v.shape[0],), dtype) for v in ref["ws"]]
+    return dict(zip(STEM_WEIGHT_GRADS, outs))
+
+
 def run_stem(ref, dtype, fmt, deterministic=True, allow_tf32=False):
     inp = stem_inputs(ref, dtype, fmt)
-    ws = [to_dev(v, dtype, fmt) for v in ref["ws"]]
     grad_x = nan_like(ref["x"].shape, dtype, fmt)
-    out = stem_input_grad(**inp, w1=ws[0], w2a=ws[1], w3a=ws[2], w4=ws[3], grad_x=grad_x, allow_tf32=allow_tf32)
+    out = stem_input_grad(**inp, **stem_weights(ref, dtype, fmt), grad_x=grad_x, allow_tf32=allow_tf32)
     assert out is grad_x
-    gws = [nan_like(v.shape, dtype) for v in ref["ws"]]
-    gbs = [nan_like((v.shape[0],), dtype) for v in ref["ws"]]
-    stem_weight_grad(**inp, gw1=gws[0], gb1=gbs[0], gw2a=gws[1], gb2a=gbs[1], gw3a=gws[2], gb3a=gbs[2],
-                     gw4=gws[3], gb4=gbs[3], deterministic=deterministic)
-    return grad_x, gws, gbs
+    outs = stem_weight_outputs(ref, dtype)
+    stem_weight_grad(**inp, **outs, deterministic=deterministic)
+    outs = list(outs.values())
+    return grad_x, outs[:4], outs[4:]
 
 
 def check_stem(ref, dtype, grad_x, gws, gbs, tolerance=None):
@@ -334,8 +342,7 @@ def test_stem_input_grad_nan_and_inf_like_pytorch():
     ref = stem_problem(2, 3, 2, 3, 2, 4, 6, 7, seed=92, dtype=dtype, x=x)
     assert torch.isfinite(ref["grad_x"]).all() and ref["out4"].isnan().any()
     grad_x = nan_like(x.shape, dtype, "nhwc")
-    ws = [to_dev(v, dtype) for v in ref["ws"]]
-    stem_input_grad(**stem_inputs(ref, dtype, "nhwc"), w1=ws[0], w2a=ws[1], w3a=ws[2], w4=ws[3], grad_x=grad_x)
+    stem_input_grad(**stem_inputs(ref, dtype, "nhwc"), **stem_weights(ref, dtype), grad_x=grad_x)
     assert_close(grad_x, ref["grad_x"], dtype, "grad_x with NaN and -inf in x")
 
 
@@ -359,14 +366,12 @@ def test_stem_weight_grad_deterministic():
     inp = stem_inputs(ref, dtype, "nhwc")
     runs = []
     for _ in range(2):
-        outs = [nan_like(v.shape, dtype) for v in ref["ws"]] + [nan_like((v.shape[0],), dtype) for v in ref["ws"]]
-        stem_weight_grad(**inp, gw1=outs[0], gb1=outs[4], gw2a=outs[1], gb2a=outs[5], gw3a=outs[2], gb3a=outs[6],
-                         gw4=outs[3], gb4=outs[7])
-        runs.append(outs)
+        outs = stem_weight_outputs(ref, dtype)
+        stem_weight_grad(**inp, **outs)
+        runs.append(list(outs.values()))
     for a, b in zip(*runs):
         assert torch.equal(a, b)
-    for name, a, e in zip(("gw1", "gw2a", "gw3a", "gw4", "gb1", "gb2a", "gb3a", "gb4"), runs[0],
-                          [*ref["grad_ws"], *ref["grad_bs"]]):
+    for name, a, e in zip(STEM_WEIGHT_GRADS, runs[0], [*ref["grad_ws"], *ref["grad_bs"]]):
         assert_close(a, e, dtype, name)
 
 
@@ -374,7 +379,7 @@ def test_stem_weight_grad_optional_outputs():
     dtype = torch.float32
     ref = stem_problem(2, 5, 3, 4, 2, 3, 4, 5, seed=61)
     inp = stem_inputs(ref, dtype, "nchw")
-    none = dict(gw1=None, gb1=None, gw2a=None, gb2a=None, gw3a=None, gb3a=None, gw4=None, gb4=None)
+    none = dict.fromkeys(STEM_WEIGHT_GRADS)
     assert stem_weight_grad(**inp, **none) is None
     gb4 = nan_like((3,), dtype)  # pool group, bias only
     stem_weight_grad(**inp, **{**none, "gb4": gb4})
@@ -392,13 +397,11 @@ def test_stem_zero_size():
     dtype = torch.float32
     ref = stem_problem(1, 3, 2, 2, 2, 2, 3, 3, seed=71)
     inp = {k: v[:0] for k, v in stem_inputs(ref, dtype, "nchw").items()}
-    ws = [to_dev(v, dtype) for v in ref["ws"]]
     grad_x = torch.empty(0, 3, 3, 3, device=DEVICE)
-    assert stem_input_grad(**inp, w1=ws[0], w2a=ws[1], w3a=ws[2], w4=ws[3], grad_x=grad_x) is grad_x
-    outs = [nan_like(v.shape, dtype) for v in ref["ws"]] + [nan_like((v.shape[0],), dtype) for v in ref["ws"]]
-    stem_weight_grad(**inp, gw1=outs[0], gb1=outs[4], gw2a=outs[1], gb2a=outs[5], gw3a=outs[2], gb3a=outs[6],
-                     gw4=outs[3], gb4=outs[7])
-    for o in outs:  # no pixels: the gradients are zeros
+    assert stem_input_grad(**inp, **stem_weights(ref, dtype), grad_x=grad_x) is grad_x
+    outs = stem_weight_outputs(ref, dtype)
+    stem_weight_grad(**inp, **outs)
+    for o in outs.values():  # no pixels: the gradients are zeros
         assert torch.equal(o, torch.zeros_like(o))
 
 
@@ -406,7 +409,7 @@ def test_stem_bad_inputs():
     dtype = torch.float32
     ref = stem_problem(1, 3, 2, 2, 2, 2, 3, 3, seed=81)
     inp = stem_inputs(ref, dtype, "nchw")
-    ws = dict(zip(("w1", "w2a", "w3a", "w4"), (to_dev(v, dtype) for v in ref["ws"])))
+    ws = stem_weights(ref, dtype)
     gx = torch.empty(1, 3, 3, 3, device=DEVICE)
     with pytest.raises(ValueError, match=r"w4: expected shape \(2, 3, 1, 1\), got \(2, 3, 3, 3\)"):
         stem_input_grad(**inp, **{**ws, "w4": torch.randn(2, 3, 3, 3, device=DEVICE)}, grad_x=gx)
@@ -417,5 +420,4 @@ def test_stem_bad_inputs():
     with pytest.raises(ValueError, match=r"grad_x: expected shape \(1, 3, 3, 3\), got \(1, 3, 3, 2\)"):
         stem_input_grad(**inp, **ws, grad_x=gx[..., :2])
     with pytest.raises(ValueError, match=r"gb2a: expected shape \(2,\), got \(3,\)"):
-        stem_weight_grad(**inp, gw1=None, gb1=None, gw2a=None, gb2a=torch.empty(3, device=DEVICE), gw3a=None,
-                         gb3a=None, gw4=None, gb4=None)
+        stem_weight_grad(**inp, **{**dict.fromkeys(STEM_WEIGHT_GRADS), "gb2a": torch.empty(3, device=DEVICE)})

@@ -69,6 +69,24 @@ def _conv1x1_ref(x, w, b):
     return F.relu(F.conv2d(x, w.double(), b.double()))
 
 
+def seeded_cases(count, dtypes, seed, draw):
+    """``count`` cases from ``draw(rng, i)`` (shape and slicing) plus the dtype and layouts, cycled so every
+    combination family appears, and a seed of their own."""
+    rng = random.Random(seed)
+    cases = []
+    for i in range(count):
+        case = draw(rng, i)
+        case.update(dtype=dtypes[i % len(dtypes)], x_format=(NCHW, CL)[i % 2], out_format=(NCHW, CL)[(i // 2) % 2],
+                    seed=seed * 100 + i)
+        cases.append(case)
+    return cases
+
+
+def layout_id(c):
+    fmt = lambda f: "cl" if f is CL else "nchw"  # noqa: E731
+    return f"-x{fmt(c['x_format'])}{'slice' if c['x_slice'] else ''}-o{fmt(c['out_format'])}"
+
+
 def stem_ref(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4):
     x = x.double()
     pooled = F.max_pool2d(x, 3, stride=1, padding=1)
@@ -83,32 +101,22 @@ _CHANNELS = [1, 3, 17, 33, 8, 20, 40]
 
 
 def _conv_cases(count, dtypes, seed):
-    # seeded random shapes; k, dtype and layouts are cycled so every combination family appears
-    rng = random.Random(seed)
-    cases = []
-    for i in range(count):
-        cases.append(dict(
-            N=rng.randint(1, 3),
-            Cin=rng.choice(_CHANNELS),
-            Cout=rng.choice(_CHANNELS),
-            H=rng.randint(1, 12),
-            W=rng.randint(1, 12),
-            k=(1, 3, 5, 7)[i % 4],
-            dtype=dtypes[i % len(dtypes)],
-            x_format=(NCHW, CL)[i % 2],
-            out_format=(NCHW, CL)[(i // 2) % 2],
-            x_slice=i % 3 == 0,
-            w_cl=i % 5 == 1,
-            offset=rng.choice([1, 4, 7]),
-            seed=seed * 100 + i,
-        ))
-    return cases
+    # seeded random shapes; k is cycled with the dtype and layouts
+    return seeded_cases(count, dtypes, seed, lambda rng, i: dict(
+        N=rng.randint(1, 3),
+        Cin=rng.choice(_CHANNELS),
+        Cout=rng.choice(_CHANNELS),
+        H=rng.randint(1, 12),
+        W=rng.randint(1, 12),
+        k=(1, 3, 5, 7)[i % 4],
+        x_slice=i % 3 == 0,
+        w_cl=i % 5 == 1,
+        offset=rng.choice([1, 4, 7]),
+    ))
 
 
 def _case_id(c):
-    fmt = lambda f: "cl" if f is CL else "nchw"  # noqa: E731
-    return (f"{str(c['dtype'])[6:]}-N{c['N']}-{c['Cin']}to{c['Cout']}-{c['H']}x{c['W']}-k{c['k']}"
-            f"-x{fmt(c['x_format'])}{'slice' if c['x_slice'] else ''}-o{fmt(c['out_format'])}")
+    return f"{str(c['dtype'])[6:]}-N{c['N']}-{c['Cin']}to{c['Cout']}-{c['H']}x{c['W']}-k{c['k']}" + layout_id(c)
 
 
 CONV_CASES = _conv_cases(16, (torch.float32, torch.float16, torch.float64), seed=1)
@@ -275,30 +283,20 @@ def test_conv2d_int64_offsets():
 
 
 def _stem_cases(count, dtypes, seed):
-    rng = random.Random(seed)
-    cases = []
-    for i in range(count):
-        cases.append(dict(
-            N=rng.randint(1, 3),
-            Cin=rng.choice([1, 3, 17, 33, 20, 40]),
-            cs=tuple(rng.choice([1, 3, 17, 33, 8]) for _ in range(4)),
-            H=rng.randint(1, 12),
-            W=rng.randint(1, 12),
-            dtype=dtypes[i % len(dtypes)],
-            x_format=(NCHW, CL)[i % 2],
-            out_format=(NCHW, CL)[(i // 2) % 2],
-            x_slice=i % 3 == 1,
-            w_cl=i % 4 == 2,
-            lead=rng.choice([0, 2, 5]),
-            seed=seed * 100 + i,
-        ))
-    return cases
+    return seeded_cases(count, dtypes, seed, lambda rng, i: dict(
+        N=rng.randint(1, 3),
+        Cin=rng.choice([1, 3, 17, 33, 20, 40]),
+        cs=tuple(rng.choice([1, 3, 17, 33, 8]) for _ in range(4)),
+        H=rng.randint(1, 12),
+        W=rng.randint(1, 12),
+        x_slice=i % 3 == 1,
+        w_cl=i % 4 == 2,
+        lead=rng.choice([0, 2, 5]),
+    ))
 
 
 def _stem_id(c):
-    fmt = lambda f: "cl" if f is CL else "nchw"  # noqa: E731
-    return (f"{str(c['dtype'])[6:]}-N{c['N']}-C{c['Cin']}-{'.'.join(map(str, c['cs']))}-{c['H']}x{c['W']}"
-            f"-x{fmt(c['x_format'])}{'slice' if c['x_slice'] else ''}-o{fmt(c['out_format'])}")
+    return f"{str(c['dtype'])[6:]}-N{c['N']}-C{c['Cin']}-{'.'.join(map(str, c['cs']))}-{c['H']}x{c['W']}" + layout_id(c)
 
 
 STEM_CASES = _stem_cases(12, (torch.float32, torch.float16, torch.float64), seed=3)
@@ -329,12 +327,16 @@ def make_stem(c, x=None):
     return x, params, (out1, t2, t3, out4), big, keep
 
 
+def check_stem_outputs(x, params, outs, dtype, what, tol=None):
+    for name, o, r in zip(("out1", "t2", "t3", "out4"), outs, stem_ref(x, *params)):
+        assert_close(o, r, dtype, f"stem {name}{what}", tol=tol)
+
+
 def run_stem_case(c, allow_tf32=False, config=None, tol=None):
     x, params, outs, big, keep = make_stem(c)
     assert stem_forward(x, *params, *outs, allow_tf32=allow_tf32, config=config) is None
     assert_untouched(big, keep)
-    for name, o, r in zip(("out1", "t2", "t3", "out4"), outs, stem_ref(x, *params)):
-        assert_close(o, r, c["dtype"], f"stem {name} {_stem_id(c)}", tol=tol)
+    check_stem_outputs(x, params, outs, c["dtype"], f" {_stem_id(c)}", tol=tol)
 
 
 @pytest.mark.parametrize("case", STEM_CASES, ids=_stem_id)
@@ -380,8 +382,7 @@ def test_stem_pool_padding_never_wins(dtype, H, W):
     pooled = F.max_pool2d(x.double(), 3, stride=1, padding=1)
     assert (pooled < 0).all()
     assert_close(outs[3] - 10.0, pooled, dtype, "pooled values")
-    for name, o, r in zip(("out1", "t2", "t3", "out4"), outs, stem_ref(x, *params)):
-        assert_close(o, r, dtype, f"stem {name}")
+    check_stem_outputs(x, params, outs, dtype, "")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

@@ -1,0 +1,138 @@
+"""@triton.jit building blocks shared by the forward and backward kernels.
+
+Tensors are addressed through explicit (n, c, h, w) strides. A pixel index p is (img, oh, ow) of an N x H x W grid;
+"pc" tiles have pixels as rows and channels as columns, "cp" tiles the transpose. Offsets are int64.
+"""
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def mma(acc, a, b, USE_DOT: tl.constexpr, PRECISION: tl.constexpr):
+    # acc[BM, BN] += a[BM, BK] @ b[BK, BN]
+    if USE_DOT:
+        acc = tl.dot(a, b, acc=acc, input_precision=PRECISION)
+    else:
+        acc += tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+    return acc
+
+
+@triton.jit
+def program_tile(NUM_N, M, BLOCK_M: tl.constexpr):
+    # Flattened program id with the column blocks fastest, so programs that share a pixel tile run
+    # together and its input is read from DRAM once. Returns (pid_m, pid_n, in_range).
+    pid = tl.program_id(1).to(tl.int64) * tl.num_programs(0) + tl.program_id(0)
+    pid_m = pid // NUM_N
+    pid_n = pid % NUM_N
+    return pid_m, pid_n, pid_m * BLOCK_M < M
+
+
+@triton.jit
+def pixel_coords(offs, H, W):
+    # pixel index -> (img, oh, ow); no H*W product: it could overflow int32 for a huge single image
+    row = offs // W
+    ow = offs % W
+    img = row // H
+    oh = row % H
+    return img, oh, ow
+
+
+@triton.jit
+def pc_ptrs(ptr, img, oh, ow, chans, s_n, s_c, s_h, s_w):
+    # [pixels, channels] tile of pointers
+    return ptr + (img * s_n + oh * s_h + ow * s_w)[:, None] + (chans * s_c)[None, :]
+
+
+@triton.jit
+def cp_ptrs(ptr, chans, img, oh, ow, s_n, s_c, s_h, s_w):
+    # [channels, pixels] tile of pointers
+    return ptr + chans[:, None] * s_c + (img * s_n + oh * s_h + ow * s_w)[None, :]
+
+
+@triton.jit
+def relu_grad(g, out):
+    # ReLU backward from the saved output: zero where out <= 0 (a NaN output passes g), as PyTorch does
+    return tl.where(out <= 0, tl.zeros_like(g), g)
+
+
+@triton.jit
+def relu_grad_cp(g_ptr, o_ptr, chans, img, oh, ow, s_g_n, s_g_c, s_g_h, s_g_w, s_o_n, s_o_c, s_o_h, s_o_w, mask):
+    # [channels, pixels] tile of relu_grad(g, o); masked lanes are 0
+    g = tl.load(cp_ptrs(g_ptr, chans, img, oh, ow, s_g_n, s_g_c, s_g_h, s_g_w), mask=mask, other=0.0)
+    o = tl.load(cp_ptrs(o_ptr, chans, img, oh, ow, s_o_n, s_o_c, s_o_h, s_o_w), mask=mask, other=0.0)
+    return relu_grad(g, o)
+
+
+@triton.jit
+def bias_relu(acc, bias):
+    # acc + bias per column, then a relu that keeps NaN, as torch.relu does
+    acc += bias[None, :]
+    return tl.where(acc < 0, 0.0, acc)
+
+
+@triton.jit
+def maxpool3x3_pc(x_ptr, img, oh, ow, pix_ok, chans, chan_ok, H, W, s_n, s_c, s_h, s_w,
+                  ROWS: tl.constexpr, COLS: tl.constexpr):
+    # [pixels, channels] tile of max_pool2d(x, 3, stride=1, padding=1), built from 9 shifted loads.
+    pooled = tl.full((ROWS, COLS), float("-inf"), dtype=x_ptr.dtype.element_ty)
+    for dh in tl.static_range(3):
+        ih = oh + (dh - 1)
+        ok_h = pix_ok & (ih >= 0) & (ih < H)
+        for dw in tl.static_range(3):
+            iw = ow + (dw - 1)
+            ok = ok_h & (iw >= 0) & (iw < W)
+            v = tl.load(pc_ptrs(x_ptr, img, ih, iw, chans, s_n, s_c, s_h, s_w),
+                        mask=ok[:, None] & chan_ok[None, :], other=float("-inf"))
+            # padding (-inf) never wins; a NaN wins and then stays, as in torch.max_pool2d
+            pooled = tl.where((v > pooled) | (v != v), v, pooled)
+    # rows/channels outside the problem are -inf: zero them so they add nothing (and -inf * 0 cannot make NaN)
+    return tl.where(pix_ok[:, None] & chan_ok[None, :], pooled, tl.zeros_like(pooled))
+
+
+@triton.jit
+def dgrad_channels(acc, g_ptr, g_row, s_g_c, o_ptr, o_row, s_o_c, w_ptr, s_w_o, s_w_i, C, pix_ok, offs_n, n_ok,
+                   MASKED: tl.constexpr, PREC: tl.constexpr, BLOCK_K: tl.constexpr):
+    # acc[BM pixels, BN in-channels] += (g * (o > 0 if MASKED))[BM, C] @ w[C, BN], reduced over C in BLOCK_K steps;
+    # g_row / o_row: per-pixel offsets, w_ptr at this tap.
+    for k0 in range(0, C, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] gradient channel
+        k_ok = offs_k < C
+        a_mask = pix_ok[:, None] & k_ok[None, :]
+        a = tl.load(g_ptr + g_row[:, None] + offs_k[None, :] * s_g_c, mask=a_mask, other=0.0)
+        if MASKED:
+            ov = tl.load(o_ptr + o_row[:, None] + offs_k[None, :] * s_o_c, mask=a_mask, other=0.0)
+            a = relu_grad(a, ov)
+        b = tl.load(w_ptr + offs_k[:, None] * s_w_o + offs_n[None, :] * s_w_i,
+                    mask=k_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN] = W[co, ci]
+        acc = tl.dot(a, b, acc, input_precision=PREC)
+    return acc
+
+
+@triton.jit
+def chunk_row(part_ptr, split, R, ATOMIC: tl.constexpr):
+    # The partial-sum row a weight-gradient program writes: its own chunk row (written, never accumulated, so
+    # safe to autotune), or the one shared row that atomics accumulate into.
+    row = part_ptr
+    if not ATOMIC:
+        row = part_ptr + split * R
+    return row
+
+
+@triton.jit
+def store_partial(row_ptr, w_rows, b_rows, rows_ok, offs_n, n_ok, acc, bacc, owns_bias, C_IN, R_W,
+                  HAS_W: tl.constexpr, HAS_B: tl.constexpr, ATOMIC: tl.constexpr):
+    # Weight partials at [w_rows, C_IN] of the chunk row; bias partials at R_W + b_rows, written by the one
+    # program per row block that owns_bias.
+    if HAS_W:
+        w_ptrs = row_ptr + w_rows[:, None] * C_IN + offs_n[None, :]
+        w_mask = rows_ok[:, None] & n_ok[None, :]
+        if ATOMIC:
+            tl.atomic_add(w_ptrs, acc, mask=w_mask, sem="relaxed")
+        else:
+            tl.store(w_ptrs, acc, mask=w_mask)
+    if HAS_B:
+        if owns_bias:
+            if ATOMIC:
+                tl.atomic_add(row_ptr + R_W + b_rows, bacc, mask=rows_ok, sem="relaxed")
+            else:
+                tl.store(row_ptr + R_W + b_rows, bacc, mask=rows_ok)
