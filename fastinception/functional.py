@@ -6,6 +6,7 @@ import torch
 from .autocast import autocast_dtype, cast_for_autocast
 from .params import BlockParams
 from .spec import InceptionSpec
+from .streams import check_branch_mode
 from .torch_backend import inception_torch
 from .validation import check_input, check_out, memory_format_of
 
@@ -34,7 +35,7 @@ def inception(
     backend: str = "auto",
     out: torch.Tensor | None = None,
     deterministic: bool = True,
-    streams: bool = True,
+    branches: str = "streams",
 ) -> torch.Tensor:
     """Run one Inception block on ``x`` (N, Cin, H, W).
 
@@ -42,14 +43,16 @@ def inception(
     tensor or a channel slice of a larger one, of the right shape, dtype and device) and ``out`` is returned.
     ``backend``: ``"auto"`` (triton on CUDA, torch elsewhere), ``"torch"`` or ``"triton"``. ``deterministic=False``
     lets the triton backward use float atomics in its weight-gradient reductions (faster, not bitwise repeatable);
-    ``streams=False`` runs the two spatial branches of the triton backend on the caller's stream instead of two side
-    streams.
+    ``branches`` says how the triton backend launches the two spatial branches: ``"streams"`` (two side CUDA
+    streams), ``"serial"`` (one after the other on the caller's stream) or ``"grouped"`` (one launch for both;
+    forward only, the backward then runs serially).
     """
     if isinstance(x, torch.Tensor) and (dtype := autocast_dtype(x)) is not None:
         x, params = cast_for_autocast(x, params, dtype)
         with torch.autocast(x.device.type, enabled=False):
-            return inception(x, params, spec, backend=backend, out=out, deterministic=deterministic, streams=streams)
+            return inception(x, params, spec, backend=backend, out=out, deterministic=deterministic, branches=branches)
     check_input(x, spec, params.w1)
+    check_branch_mode(branches)
     if out is None:
         out = torch.empty(
             (x.shape[0], spec.out_channels, x.shape[2], x.shape[3]),
@@ -64,5 +67,5 @@ def inception(
     if resolve_backend(backend, x) == "triton":
         from .triton_function import inception_triton
 
-        return inception_triton(x, params, out, deterministic=deterministic, streams=streams)
+        return inception_triton(x, params, out, deterministic=deterministic, branches=branches)
     return inception_torch(x, params, spec, out)

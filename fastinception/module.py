@@ -16,12 +16,13 @@ class FastInception(nn.Module):
     ``backend``: ``"auto"`` (default: triton for CUDA inputs, torch elsewhere), ``"triton"`` for the Triton
     kernels (on CPU tensors only under ``TRITON_INTERPRET=1``), or ``"torch"`` for the fused PyTorch path.
     ``deterministic_backward`` (attribute, default True): set it to False to let the triton backward use float
-    atomics in its weight-gradient reductions. ``branch_streams`` (attribute, default True): set it to False to
-    run the two spatial branches on the caller's CUDA stream instead of two side streams.
+    atomics in its weight-gradient reductions. ``branch_mode`` (attribute, default ``"streams"``): how the
+    triton backend launches the two spatial branches, ``"streams"``, ``"serial"`` or ``"grouped"`` (see
+    ``fastinception.inception``).
     """
 
     deterministic_backward = True
-    branch_streams = True
+    branch_mode = "streams"
 
     def __init__(self, in_channels, c1, c2, c3, c4, *, k2=3, k3=5, backend="auto", device=None, dtype=None):
         super().__init__()
@@ -48,7 +49,7 @@ class FastInception(nn.Module):
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return inception(
             x, self.params(), self.spec, backend=self.backend, out=out,
-            deterministic=self.deterministic_backward, streams=self.branch_streams,
+            deterministic=self.deterministic_backward, branches=self.branch_mode,
         )
 
     def extra_repr(self) -> str:

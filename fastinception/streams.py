@@ -1,11 +1,18 @@
-"""Two side streams for the block's independent spatial branches, forked from and joined to the caller's stream."""
+"""How the block's two independent spatial branches are launched: side streams, one stream, or one grouped launch."""
 from __future__ import annotations
 
 import contextlib
 
 import torch
 
+BRANCH_MODES = ("streams", "serial", "grouped")
 _side_streams: dict = {}
+
+
+def check_branch_mode(mode: str) -> str:
+    if mode not in BRANCH_MODES:
+        raise ValueError(f"branch mode must be one of {BRANCH_MODES}, got {mode!r}")
+    return mode
 
 
 def _streams_for(device: torch.device):

@@ -14,11 +14,11 @@ from .params import BlockParams
 
 class InceptionTriton(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, out, allow_tf32: bool, deterministic: bool, streams: bool, *params):
-        t2, t3 = torch.ops.fastinception.triton_forward(x, out, list(params), allow_tf32, streams)
+    def forward(ctx, x, out, allow_tf32: bool, deterministic: bool, branches: str, *params):
+        t2, t3 = torch.ops.fastinception.triton_forward(x, out, list(params), allow_tf32, branches)
         ctx.mark_dirty(out)
         ctx.save_for_backward(x, out, t2, t3, *params)
-        ctx.options = (allow_tf32, deterministic, streams)
+        ctx.options = (allow_tf32, deterministic, branches)
         return out
 
     @staticmethod
@@ -29,17 +29,17 @@ class InceptionTriton(torch.autograd.Function):
                 "use backend='torch' for higher-order gradients"
             )
         x, out, t2, t3, *params = ctx.saved_tensors
-        allow_tf32, deterministic, streams = ctx.options
+        allow_tf32, deterministic, branches = ctx.options
         needs = [ctx.needs_input_grad[0], *ctx.needs_input_grad[5:]]
         grads = torch.ops.fastinception.triton_backward(
-            grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, streams
+            grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, branches
         )
         grads = [g if need else None for g, need in zip(grads, needs)]
         return (grads[0], None, None, None, None, *grads[1:])
 
 
 def inception_triton(
-    x: torch.Tensor, params: BlockParams, out: torch.Tensor, *, deterministic: bool = True, streams: bool = True
+    x: torch.Tensor, params: BlockParams, out: torch.Tensor, *, deterministic: bool = True, branches: str = "streams"
 ) -> torch.Tensor:
     """Run the block with the Triton kernels, writing into ``out``; differentiable in ``x`` and every parameter."""
     require_launchable(x)
@@ -47,7 +47,7 @@ def inception_triton(
     allow_tf32 = x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
     if not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))):
         # Inference: nothing to save, no autograd node.
-        torch.ops.fastinception.triton_forward(x, out, list(params), allow_tf32, streams)
+        torch.ops.fastinception.triton_forward(x, out, list(params), allow_tf32, branches)
         return out
-    return InceptionTriton.apply(x, out, allow_tf32, deterministic, streams, *params)
+    return InceptionTriton.apply(x, out, allow_tf32, deterministic, branches, *params)
 

@@ -34,9 +34,11 @@ def _on_device(x: Tensor):
 
 
 @torch.library.custom_op("fastinception::triton_forward", mutates_args=("out",))
-def triton_forward(x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: bool, streams: bool) -> Tuple[Tensor, Tensor]:
-    """Three launches: the stem (p1, both reductions, pool branch), then the two spatial convs. Returns t2, t3."""
-    from .kernels.conv2d_forward import conv2d_bias_relu
+def triton_forward(x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: bool, branches: str) -> Tuple[Tensor, Tensor]:
+    """The stem launch (p1, both reductions, pool branch), then the two spatial convs: two launches on side streams
+    (``branches="streams"``) or on the caller's stream (``"serial"``), or one grouped launch (``"grouped"``).
+    Returns t2, t3."""
+    from .kernels.conv2d_forward import conv2d_bias_relu, conv2d_bias_relu_pair
     from .kernels.stem_forward import stem_forward
 
     p = BlockParams(*params)
@@ -45,16 +47,19 @@ def triton_forward(x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: boo
     t3 = _empty_like_layout(x, p.w3a.shape[0])
     with _on_device(x):
         stem_forward(x, p.w1, p.b1, p.w2a, p.b2a, p.w3a, p.b3a, p.w4, p.b4, out[:, s1], t2, t3, out[:, s4], allow_tf32=allow_tf32)
-        with branch_streams(x.device, streams) as (branch2, branch3):
-            with branch2:
-                conv2d_bias_relu(t2, p.w2b, p.b2b, out[:, s2], allow_tf32=allow_tf32)
-            with branch3:
-                conv2d_bias_relu(t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32)
+        if branches == "grouped":
+            conv2d_bias_relu_pair(t2, p.w2b, p.b2b, out[:, s2], t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32)
+        else:
+            with branch_streams(x.device, branches == "streams") as (branch2, branch3):
+                with branch2:
+                    conv2d_bias_relu(t2, p.w2b, p.b2b, out[:, s2], allow_tf32=allow_tf32)
+                with branch3:
+                    conv2d_bias_relu(t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32)
     return t2, t3
 
 
 @triton_forward.register_fake
-def _(x, out, params, allow_tf32, streams):
+def _(x, out, params, allow_tf32, branches):
     p = BlockParams(*params)
     return _empty_like_layout(x, p.w2a.shape[0]), _empty_like_layout(x, p.w3a.shape[0])
 
@@ -70,9 +75,12 @@ def _backward_outputs(x: Tensor, params: List[Tensor], needs: List[bool]) -> Lis
 @torch.library.custom_op("fastinception::triton_backward", mutates_args=())
 def triton_backward(
     grad_out: Tensor, x: Tensor, out: Tensor, t2: Tensor, t3: Tensor, params: List[Tensor], needs: List[bool],
-    allow_tf32: bool, deterministic: bool, streams: bool,
+    allow_tf32: bool, deterministic: bool, branches: str,
 ) -> List[Tensor]:
-    """Gradients of x and the twelve parameters (``needs`` says which; the others come back empty)."""
+    """Gradients of x and the twelve parameters (``needs`` says which; the others come back empty).
+
+    The two spatial branches' gradients run on side streams when ``branches="streams"``, else on the caller's.
+    """
     from .kernels.conv2d_backward import conv2d_relu_input_grad, conv2d_relu_weight_grad
     from .kernels.stem_backward import stem_input_grad, stem_weight_grad
 
@@ -88,7 +96,7 @@ def triton_backward(
     # The stem's gradient kernels read the reductions' gradients as part of their GEMM operand.
     need_dt = needs[0] or any(getattr(need, n) for n in stem_names)
     dt2 = dt3 = None
-    with _on_device(x), branch_streams(x.device, streams) as (branch2, branch3):
+    with _on_device(x), branch_streams(x.device, branches == "streams") as (branch2, branch3):
         with branch2:
             if need_dt:
                 dt2 = conv2d_relu_input_grad(g2, o2, p.w2b, t2, torch.empty_like(t2), allow_tf32=allow_tf32)
@@ -108,5 +116,5 @@ def triton_backward(
 
 
 @triton_backward.register_fake
-def _(grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, streams):
+def _(grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, branches):
     return _backward_outputs(x, params, needs)

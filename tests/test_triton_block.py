@@ -43,13 +43,15 @@ def test_forward_googlenet_configs(args, k3, shape, fmt, dtype):
     check_against_float64(fast, ref, make_input(shape, fmt, dtype, DEVICE, seed=args[2][0]), fmt, grads=False)
 
 
-def test_forward_is_three_launches_and_no_torch_compute():
+@pytest.mark.parametrize("mode, launches", [("streams", 3), ("serial", 3), ("grouped", 2)])
+def test_forward_launches_and_no_torch_compute(mode, launches):
     fast, _ = _pair((12, 5, (6, 7), (3, 4), 4), 5, torch.float32, seed=0)
+    fast.branch_mode = mode
     x = make_input((2, 12, 5, 6), "nhwc", device=DEVICE)
     fast(x)  # compile / tune first
     with torch.no_grad(), record_launches() as log:
         fast(x)
-    assert log.launches == 3
+    assert log.launches == launches
     compute = [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS]
     assert not compute, f"PyTorch ops in the triton forward: {compute}"
 
