@@ -7,9 +7,12 @@ from torch import nn
 from fastinception import BlockParams, FastInception, Inception, googlenet, inception
 
 from block_cases import check_against_float64, make_input, random_cases
+from launches import record_launches
 from numerics import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+ALLOCATION_AND_VIEW_OPS = {"empty", "empty_like", "new_empty", "empty_strided", "slice", "select", "as_strided", "alias",
+                           "detach", "view", "t", "permute"}
 
 
 def _pair(args, k3, dtype, seed):
@@ -142,3 +145,18 @@ def test_googlenet_twenty_sgd_steps_follow_the_reference():
     # tf32 convolutions on both sides (PyTorch's default for cuDNN): rounding differs, trajectories stay close.
     for i, (a, b) in enumerate(zip(got, want)):
         assert abs(a - b) <= 2e-2 * abs(b), f"step {i}: {a} vs {b}"
+
+
+def test_backward_runs_triton_kernels_only():
+    fast, _ = _pair((10, 4, (5, 6), (3, 4), 3), 5, torch.float32, seed=6)
+    x = make_input((2, 10, 5, 4), "nhwc", device=DEVICE, seed=4).requires_grad_()
+    grad = torch.randn(2, fast.spec.out_channels, 5, 4, device=DEVICE)
+    fast(x).backward(grad)  # compile / tune first
+    x.grad = None
+    fast.zero_grad(set_to_none=True)  # so the engine assigns .grad instead of adding into it
+    y = fast(x)
+    with record_launches() as log:
+        y.backward(grad)
+    assert log.launches > 0
+    compute = [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS]
+    assert not compute, f"PyTorch ops in the triton backward: {compute}"
