@@ -13,8 +13,10 @@ from .params import BlockParams
 
 
 class InceptionTriton(torch.autograd.Function):
+    # ``out`` comes first: when it is a view (a channel slice of a caller's buffer), autograd wraps this Function
+    # in CopySlices, which takes the first input as the tensor written in place.
     @staticmethod
-    def forward(ctx, x, out, allow_tf32: bool, deterministic: bool, branches: str, *params):
+    def forward(ctx, out, x, allow_tf32: bool, deterministic: bool, branches: str, *params):
         t2, t3 = torch.ops.fastinception.triton_forward(x, out, list(params), allow_tf32, branches)
         ctx.mark_dirty(out)
         ctx.save_for_backward(x, out, t2, t3, *params)
@@ -30,12 +32,13 @@ class InceptionTriton(torch.autograd.Function):
             )
         x, out, t2, t3, *params = ctx.saved_tensors
         allow_tf32, deterministic, branches = ctx.options
-        needs = [ctx.needs_input_grad[0], *ctx.needs_input_grad[5:]]
+        needs = [ctx.needs_input_grad[1], *ctx.needs_input_grad[5:]]
         grads = torch.ops.fastinception.triton_backward(
             grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, branches
         )
         grads = [g if need else None for g, need in zip(grads, needs)]
-        return (grads[0], None, None, None, None, *grads[1:])
+        # out's old values are overwritten: no gradient flows to them.
+        return (None, grads[0], None, None, None, *grads[1:])
 
 
 def inception_triton(
@@ -49,5 +52,5 @@ def inception_triton(
         # Inference: nothing to save, no autograd node.
         torch.ops.fastinception.triton_forward(x, out, list(params), allow_tf32, branches)
         return out
-    return InceptionTriton.apply(x, out, allow_tf32, deterministic, branches, *params)
+    return InceptionTriton.apply(out, x, allow_tf32, deterministic, branches, *params)
 

@@ -87,3 +87,22 @@ def test_auto_backend_picks_by_device():
     assert resolve_backend("auto", torch.empty(1, device="meta")) == "torch"
     if DEVICE == "cuda":
         assert resolve_backend("auto", torch.empty(1, device="cuda")) == "triton"
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_gradients_flow_through_an_out_slice(backend):
+    torch.manual_seed(5)
+    ref = Inception(6, 3, (4, 5), (2, 3), 2, device=DEVICE)
+    fast = FastInception.from_module(ref, backend=backend)
+    c = fast.spec.out_channels
+    x = make_input((2, 6, 5, 4), "nhwc", device=DEVICE, seed=2).requires_grad_()
+    weight = torch.randn(1, c + 7, 1, 1, device=DEVICE)
+    big = torch.zeros(2, c + 7, 5, 4, device=DEVICE)
+    fast(x, out=big[:, 3 : 3 + c])
+    (big * weight).sum().backward()
+    x_ref = x.detach().clone().requires_grad_()
+    (ref(x_ref) * weight[:, 3 : 3 + c]).sum().backward()
+    assert_close(x.grad, x_ref.grad, torch.float32, "grad x through the out slice")
+    ref_params = dict(ref.named_parameters())
+    for name, p in fast.named_parameters():
+        assert_close(p.grad, ref_params[name].grad, torch.float32, f"grad {name} through the out slice")
