@@ -1,6 +1,6 @@
 """fastinception: fused Triton kernels for the GoogLeNet/Inception block, as a drop-in PyTorch layer."""
 from .conversion_report import ConversionReport
-from .convert import convert, inception_spec_of
+from .convert import convert
 from .functional import inception
 from .module import FastInception
 from .params import BlockParams
@@ -18,6 +18,5 @@ __all__ = [
     "googlenet",
     "googlenet_imagenet",
     "inception",
-    "inception_spec_of",
 ]
 __version__ = "0.1.0"

@@ -1,16 +1,14 @@
-"""Command line of fastinception: ``python -m fastinception [COMMAND]`` (no command runs ``bench``)."""
+"""Command line of fastinception: python -m fastinception [COMMAND] (no command runs bench)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import torch
+from .kernels.common import use_interpreter_without_cuda
 
 # Without CUDA the Triton kernels can only run under the interpreter, which must be chosen before triton is
 # first imported (importing fastinception does not import triton).
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+use_interpreter_without_cuda()
 
 from . import bench, check, train  # noqa: E402
 

@@ -21,10 +21,15 @@ def child(module: nn.Module, name: str, where: str) -> nn.Module:
 
 
 def only_children(module: nn.Module, allowed: set, where: str) -> None:
-    """Refuse submodules the recogniser does not know: the forward could use them in ways structure cannot show.
+    """Refuse submodules the recogniser does not know, and parameters or buffers of the module's own: the forward
+    could use them in ways structure cannot show.
 
     ``nn.ReLU`` modules are accepted under any name: ReLU is the block's own activation.
     """
+    own = [f"{kind} {name}" for kind, members in (("parameter", module._parameters), ("buffer", module._buffers))
+           for name, t in members.items() if t is not None]
+    if own:
+        raise NotConvertible(f"{where}: {', '.join(own)} of its own")
     extra = [name for name, m in module.named_children() if name not in allowed and type(m) is not nn.ReLU]
     if extra:
         found = ", ".join(f"{n} ({type(getattr(module, n)).__name__})" for n in extra)

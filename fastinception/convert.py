@@ -49,16 +49,6 @@ def d2l_spec_of(module: nn.Module) -> InceptionSpec:
     )
 
 
-def inception_spec_of(module: nn.Module) -> InceptionSpec | None:
-    """The spec of a module shaped like d2l's Inception block (submodules ``p1_1 .. p4_2``), else None."""
-    if not looks_like_d2l_inception(module):
-        return None
-    try:
-        return d2l_spec_of(module)
-    except NotConvertible:
-        return None
-
-
 def survey(model: nn.Module) -> list:
     """Every Inception-like module in ``model``: (qualified name, module, style, spec or NotConvertible).
 
@@ -124,7 +114,8 @@ def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
     check_backend(backend)
     found = survey(model)
     _refuse_training_batchnorm(found)
-    converted, skipped, replacements = [], [], {}
+    converted, skipped, replacements, swaps = [], [], {}, []
+    # Build every replacement before swapping any, so a failure leaves the model as it was.
     for name, module, style, outcome in found:
         if isinstance(outcome, NotConvertible):
             skipped.append(SkippedBlock(name, style, str(outcome)))
@@ -135,13 +126,14 @@ def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
                 replacements[id(module)] = FastInception.from_module(module, backend=backend)
             else:
                 replacements[id(module)] = fold_torchvision_block(module, backend=backend)
-        new = replacements[id(module)]
+        swaps.append((name, replacements[id(module)]))
+        converted.append(ConvertedBlock(name, style, outcome))
+    for name, block in swaps:
         if name:
             parent_name, _, attr = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), attr, new)
+            setattr(model.get_submodule(parent_name), attr, block)
         else:
-            model = new
-        converted.append(ConvertedBlock(name, style, outcome))
+            model = block
     if report:
         return model, ConversionReport(tuple(converted), tuple(skipped))
     return model

@@ -62,9 +62,8 @@ def inception(
         )
     else:
         check_out(out, x, spec)
-    if x.shape[0] == 0:
-        return out
-    if resolve_backend(backend, x) == "triton":
+    # Nothing to launch for an empty batch; the PyTorch ops still give it an autograd graph.
+    if x.shape[0] != 0 and resolve_backend(backend, x) == "triton":
         from .triton_function import inception_triton
 
         return inception_triton(x, params, out, deterministic=deterministic, branches=branches)

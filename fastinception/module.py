@@ -33,14 +33,18 @@ class FastInception(nn.Module):
     @classmethod
     def from_module(cls, block: nn.Module, *, backend: str = "auto") -> "FastInception":
         """A FastInception with the weights, device, dtype and train/eval mode of a reference-shaped block."""
-        from .convert import inception_spec_of
+        from .block_checks import NotConvertible
+        from .convert import d2l_spec_of
 
-        spec = inception_spec_of(block)
-        if spec is None:
-            raise TypeError(f"{type(block).__name__} is not shaped like a d2l Inception block (p1_1 ... p4_2)")
+        try:
+            spec = d2l_spec_of(block)
+        except NotConvertible as reason:
+            raise TypeError(f"{type(block).__name__} is not a d2l-shaped Inception block: {reason}") from None
         weight = block.p1_1.weight
         fast = cls(*spec.args(), k2=spec.k2, k3=spec.k3, backend=backend, device=weight.device, dtype=weight.dtype)
         fast.load_state_dict(block.state_dict())
+        for name, p in block.named_parameters():  # frozen parameters stay frozen
+            fast.get_parameter(name).requires_grad_(p.requires_grad)
         return fast.train(block.training)
 
     def params(self) -> BlockParams:

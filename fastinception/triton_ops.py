@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .params import BlockParams
+from .spec import InceptionSpec
 from .streams import branch_streams
 from .validation import memory_format_of
 
@@ -22,10 +23,13 @@ def _empty_like_layout(x: Tensor, channels: int) -> Tensor:
     return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
 
 
-def _slices(p: BlockParams):
-    """Channel slices of p1..p4 in the block output."""
-    c1, c2b, c3b, c4 = (w.shape[0] for w in (p.w1, p.w2b, p.w3b, p.w4))
-    return slice(0, c1), slice(c1, c1 + c2b), slice(c1 + c2b, c1 + c2b + c3b), slice(c1 + c2b + c3b, c1 + c2b + c3b + c4)
+def _branch_slices(p: BlockParams) -> tuple:
+    """Channel slices of p1..p4 in the block output, read off the weight shapes."""
+    spec = InceptionSpec(
+        p.w1.shape[1], p.w1.shape[0], p.w2a.shape[0], p.w2b.shape[0], p.w3a.shape[0], p.w3b.shape[0], p.w4.shape[0],
+        p.w2b.shape[-1], p.w3b.shape[-1],
+    )
+    return spec.p1, spec.p2, spec.p3, spec.p4
 
 
 def _on_device(x: Tensor):
@@ -42,7 +46,7 @@ def triton_forward(x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: boo
     from .kernels.stem_forward import stem_forward
 
     p = BlockParams(*params)
-    s1, s2, s3, s4 = _slices(p)
+    s1, s2, s3, s4 = _branch_slices(p)
     t2 = _empty_like_layout(x, p.w2a.shape[0])
     t3 = _empty_like_layout(x, p.w3a.shape[0])
     with _on_device(x):
@@ -86,32 +90,35 @@ def triton_backward(
 
     p = BlockParams(*params)
     grads = _backward_outputs(x, params, needs)
-    grad_x, pg = grads[0], BlockParams(*grads[1:])
+    grad_x, param_grads = grads[0], BlockParams(*grads[1:])
     need = BlockParams(*needs[1:])
-    got = lambda name: getattr(pg, name) if getattr(need, name) else None  # noqa: E731
-    branch_slices = _slices(p)
+
+    def wanted(name):  # the buffer for a parameter's gradient, or None when it is not asked for
+        return getattr(param_grads, name) if getattr(need, name) else None
+
+    branch_slices = _branch_slices(p)
     g1, g2, g3, g4 = (grad_out[:, s] for s in branch_slices)
     o1, o2, o3, o4 = (out[:, s] for s in branch_slices)
     stem_names = ("w1", "b1", "w2a", "b2a", "w3a", "b3a", "w4", "b4")
     # The stem's gradient kernels read the reductions' gradients as part of their GEMM operand.
-    need_dt = needs[0] or any(getattr(need, n) for n in stem_names)
+    need_reduced_grads = needs[0] or any(getattr(need, n) for n in stem_names)
     dt2 = dt3 = None
     with _on_device(x), branch_streams(x.device, branches == "streams") as (branch2, branch3):
         with branch2:
-            if need_dt:
+            if need_reduced_grads:
                 dt2 = conv2d_relu_input_grad(g2, o2, p.w2b, t2, torch.empty_like(t2), allow_tf32=allow_tf32)
             if need.w2b or need.b2b:
-                conv2d_relu_weight_grad(g2, o2, t2, got("w2b"), got("b2b"), deterministic=deterministic)
+                conv2d_relu_weight_grad(g2, o2, t2, wanted("w2b"), wanted("b2b"), deterministic=deterministic)
         with branch3:
-            if need_dt:
+            if need_reduced_grads:
                 dt3 = conv2d_relu_input_grad(g3, o3, p.w3b, t3, torch.empty_like(t3), allow_tf32=allow_tf32)
             if need.w3b or need.b3b:
-                conv2d_relu_weight_grad(g3, o3, t3, got("w3b"), got("b3b"), deterministic=deterministic)
+                conv2d_relu_weight_grad(g3, o3, t3, wanted("w3b"), wanted("b3b"), deterministic=deterministic)
     with _on_device(x):
         if needs[0]:
             stem_input_grad(x, g1, o1, dt2, dt3, g4, o4, p.w1, p.w2a, p.w3a, p.w4, grad_x, allow_tf32=allow_tf32)
         if any(getattr(need, n) for n in stem_names):
-            stem_weight_grad(x, g1, o1, dt2, dt3, g4, o4, *(got(n) for n in stem_names), deterministic=deterministic)
+            stem_weight_grad(x, g1, o1, dt2, dt3, g4, o4, *(wanted(n) for n in stem_names), deterministic=deterministic)
     return grads
 
 

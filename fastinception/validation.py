@@ -53,6 +53,10 @@ def check_out(out: torch.Tensor, x: torch.Tensor, spec: InceptionSpec) -> None:
         raise TypeError(f"out must have dtype {x.dtype} (the input's), got {out.dtype}")
     if out.device != x.device:
         raise RuntimeError(f"out must be on {x.device} (the input's device), got {out.device}")
+    if out.requires_grad and out.is_leaf:
+        raise RuntimeError("out must not be a leaf tensor that requires grad (it is written in place)")
+    if out.numel() and torch._debug_has_internal_overlap(out) == 1:
+        raise ValueError(f"out must not have elements that share memory (strides {out.stride()})")
     if out.numel() and x.numel() and _overlap(out, x):
         raise ValueError("out must not share memory with the input")
 

@@ -11,6 +11,12 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def use_interpreter_without_cuda() -> None:
+    """Without CUDA, choose Triton's CPU interpreter; this takes effect only before triton is first imported."""
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
 def require_launchable(*tensors: torch.Tensor) -> None:
     """Raise a clear error when the kernels cannot run on these tensors' device."""
     for t in tensors:

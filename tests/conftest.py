@@ -1,7 +1,4 @@
-import os
+from fastinception.kernels.common import use_interpreter_without_cuda
 
-import torch
-
-# The Triton interpreter must be chosen before triton is first imported.
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+# Before anything imports triton: importing fastinception does not.
+use_interpreter_without_cuda()

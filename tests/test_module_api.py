@@ -164,3 +164,54 @@ def test_out_overlapping_the_input_is_refused():
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match=r"backend must be one of .*got 'cudnn'"):
         FastInception(*ARGS, backend="cudnn")
+
+
+def test_empty_batch_has_a_backward():
+    fast = FastInception(*ARGS)
+    x = torch.randn(0, 6, 4, 5, requires_grad=True)
+    fast(x).sum().backward()
+    assert x.grad.shape == x.shape
+    assert all(p.grad is not None and not p.grad.any() for p in fast.parameters())
+
+
+def test_out_with_overlapping_elements_or_a_grad_leaf_is_refused():
+    fast = FastInception(*ARGS)
+    c = fast.spec.out_channels
+    x = torch.randn(2, 6, 5, 5)
+    with pytest.raises(ValueError, match="elements that share memory"):
+        fast(x, out=torch.empty(1, c, 5, 5).expand(2, c, 5, 5))
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        fast(x, out=torch.empty(2, c, 5, 5, requires_grad=True))
+
+
+def test_from_module_keeps_frozen_parameters_frozen():
+    ref = Inception(*ARGS)
+    ref.p2_2.weight.requires_grad_(False)
+    fast = FastInception.from_module(ref)
+    assert [p.requires_grad for p in fast.parameters()] == [p.requires_grad for p in ref.parameters()]
+
+
+def test_from_module_says_why_a_block_is_not_convertible():
+    block = D2LInception(8, 4, (3, 5), (2, 3), 2)
+    block.p2_2 = nn.Conv2d(3, 5, kernel_size=3, padding=1, stride=2)
+    with pytest.raises(TypeError, match=r"p2_2: stride \(2, 2\), expected \(1, 1\)"):
+        FastInception.from_module(block)
+
+
+class ScaledInception(D2LInception):
+    """A d2l block with a parameter of its own that its forward uses: structure alone cannot reproduce it."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.scale = nn.Parameter(torch.tensor(2.0))
+
+    def forward(self, x):
+        return self.scale * super().forward(x)
+
+
+def test_convert_leaves_blocks_with_their_own_parameters_alone():
+    first, odd = D2LInception(8, 4, (3, 5), (2, 3), 2), ScaledInception(14, 4, (3, 5), (2, 3), 2)
+    model = nn.Sequential(first, odd)
+    _, report = convert(model, report=True)
+    assert isinstance(model[0], FastInception) and model[1] is odd
+    assert report.skipped_names == ["1"] and "parameter scale of its own" in report.skipped[0].reason
