@@ -15,12 +15,11 @@ import sys
 import torch
 
 from fastinception import GOOGLENET_BLOCKS, FastInception
+from fastinception.bench_case import DTYPES
 from fastinception.machine import describe, machine_info
 from fastinception.streams import BRANCH_MODES
 from fastinception.timing import measure, ring_length
 from fastinception.tolerances import REL_TOL, rel_error
-
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
 def time_modes(block: str, batch: int, dtype: torch.dtype, device: torch.device) -> dict:

@@ -26,7 +26,7 @@ import torch
 from . import plot
 from .bench_case import CHECK_METHOD, DTYPES, NETWORK, Case, Rates, run_case
 from .bench_report import format_markdown, format_text, header_line, interpreter_line
-from .contenders import CONTENDERS, LAYOUTS, OURS_ON_CPU, OURS_ON_GPU
+from .contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, LAYOUTS
 from .interpreter_check import interpreter_check
 from .machine import machine_info
 from .reference import GOOGLENET_BLOCKS
@@ -39,14 +39,14 @@ GPU_DEFAULTS = {
     "passes": (list(PASSES), list(PASSES)),
     "dtypes": (["fp16"], ["fp16", "bf16", "fp32"]),
     "batches": ([128], [1, 32, 128]),
-    "contenders": (["eager-nchw", "eager-cl", "compile", "fast-triton", "fast-torch"],) * 2,
+    "contenders": (list(GPU_CONTENDERS),) * 2,
 }
 CPU_DEFAULTS = {
     "blocks": (["3a", "4e", "5b"], list(GOOGLENET_BLOCKS)),
     "passes": (list(PASSES), list(PASSES)),
     "dtypes": (["fp32"], ["fp32"]),
     "batches": ([1], [1, 8]),
-    "contenders": (["eager-nchw", "eager-cl", "fast-torch"],) * 2,
+    "contenders": (list(CPU_CONTENDERS),) * 2,
 }
 TIMING_METHOD = (
     "GPU: one CUDA event pair around each call, after a warm-up of about 25 ms; median (and 20th/80th "
@@ -57,6 +57,26 @@ TIMING_METHOD = (
     "parameter for a random output gradient. Peak memory: torch.cuda.max_memory_allocated during one call "
     "minus the memory allocated before it."
 )
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def _list(kind, choices=None):
@@ -76,18 +96,29 @@ def _list(kind, choices=None):
     return parse
 
 
+def _describe(defaults: dict, level: int) -> str:
+    """A default selection in words, e.g. "blocks 3a,4e,5b, fwd and fwdbwd, fp16, batch 128"."""
+    blocks, passes, dtypes, batches = (defaults[k][level] for k in ("blocks", "passes", "dtypes", "batches"))
+    blocks = "the nine GoogLeNet blocks" if blocks == list(GOOGLENET_BLOCKS) else "blocks " + ",".join(blocks)
+    return (f"{blocks}, {' and '.join(passes)}, {'/'.join(dtypes)}, batch{'es' if len(batches) > 1 else ''} "
+            f"{','.join(map(str, batches))}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Built from the defaults themselves, so the help cannot drift from what runs.
     parser.description = (parser.description or "") + (
-        ". Without options: on GPU the nine GoogLeNet blocks, fwd and fwdbwd, fp16, batch 128; "
-        "on CPU blocks 3a,4e,5b, fp32, batch 1, and the Triton kernels under the interpreter."
+        f". Without options: on GPU {_describe(GPU_DEFAULTS, 0)}; on CPU {_describe(CPU_DEFAULTS, 0)}, and the "
+        "Triton kernels under the interpreter. Speed-ups are against the first FastInception contender listed "
+        "that passes its check. Exit status 1 when a FastInception contender or the interpreter check is WRONG "
+        "or FAILED."
     )
     blocks = ", ".join(GOOGLENET_BLOCKS)
     parser.add_argument("--blocks", type=_list(str, list(GOOGLENET_BLOCKS)),
                         help=f"comma-separated GoogLeNet blocks ({blocks}), 'all' or 'none'")
     parser.add_argument("--passes", type=_list(str, PASSES),
                         help="comma-separated passes: fwd (inference), fwdbwd (forward + backward)")
-    parser.add_argument("--dtypes", type=_list(str, list(DTYPES)), help="comma-separated dtypes: fp16, bf16, fp32")
-    parser.add_argument("--batches", type=_list(int), help="comma-separated batch sizes, e.g. 1,32,128")
+    parser.add_argument("--dtypes", type=_list(str, list(DTYPES)), help="comma-separated dtypes: " + ", ".join(DTYPES))
+    parser.add_argument("--batches", type=_list(positive_int), help="comma-separated batch sizes, e.g. 1,32,128")
     parser.add_argument("--contenders", type=_list(str, list(CONTENDERS)),
                         help="comma-separated contenders: " + ", ".join(f"{c.name} ({c.label})" for c in CONTENDERS.values()))
     parser.add_argument("--max-autotune", action="store_true",
@@ -103,13 +134,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time whole GoogLeNet (224x224, 1000 classes): inference (fwd) images/s and "
                         "training step (fwdbwd)")
     parser.add_argument("--googlenet-passes", type=_list(str, PASSES), help="passes for --googlenet (default: --passes)")
-    parser.add_argument("--googlenet-batches", type=_list(int), help="batches for --googlenet (default: --batches)")
+    parser.add_argument("--googlenet-batches", type=_list(positive_int),
+                        help="batches for --googlenet (default: --batches)")
     parser.add_argument("--full", action="store_true",
-                        help="the full matrix where an option is not given (GPU: nine blocks, fp16/bf16/fp32, "
-                        "batches 1,32,128)")
-    parser.add_argument("--target-ms", type=float, default=None,
+                        help=f"the full matrix where an option is not given (GPU: {_describe(GPU_DEFAULTS, 1)}; "
+                        f"CPU: {_describe(CPU_DEFAULTS, 1)})")
+    parser.add_argument("--target-ms", type=positive_float, default=None,
                         help="time spent timing each contender per case (default 250 on GPU, 200 on CPU)")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="CPU only: torch threads while timing (default 1: on a shared machine a multi-thread "
                         "team stalls whenever another process holds one of its cores)")
     parser.add_argument("--no-interpreter-check", dest="interpreter_check", action="store_false",
@@ -130,18 +162,28 @@ def _resolve(args: argparse.Namespace, device: torch.device) -> dict:
     chosen["googlenet_batches"] = args.googlenet_batches or chosen["batches"]
     chosen["layout"] = args.layout
     chosen["target_ms"] = args.target_ms or (250.0 if device.type == "cuda" else 200.0)
+    chosen["seed"] = args.seed
+    chosen["threads"] = args.threads  # CPU only
+    chosen["interpreter_check"] = args.interpreter_check  # CPU only
     return chosen
 
 
 def command_line(options: dict) -> str:
-    """The command that repeats this run's selection."""
+    """The command that repeats this run: every option that changes what is run or measured (not --out)."""
+
+    def joined(values: list) -> str:
+        return ",".join(map(str, values)) or "none"
+
     words = ["python -m fastinception bench"]
     for key in ("blocks", "passes", "dtypes", "batches", "contenders"):
-        words.append(f"--{key} {','.join(map(str, options[key])) or 'none'}")
+        words.append(f"--{key} {joined(options[key])}")
     words.append(f"--layout {options['layout']}")
     if options["googlenet"]:
-        words.append(f"--googlenet --googlenet-passes {','.join(options['googlenet_passes'])} "
-                     f"--googlenet-batches {','.join(map(str, options['googlenet_batches']))}")
+        words.append(f"--googlenet --googlenet-passes {joined(options['googlenet_passes'])} "
+                     f"--googlenet-batches {joined(options['googlenet_batches'])}")
+    words.append(f"--target-ms {options['target_ms']:g} --seed {options['seed']} --threads {options['threads']}")
+    if not options["interpreter_check"]:
+        words.append("--no-interpreter-check")
     return " ".join(words)
 
 
@@ -182,9 +224,14 @@ def write_charts(results: dict, out: Path) -> list[str]:
         key = ("googlenet", case["pass"]) if case["model"] == NETWORK else (case["pass"], case["dtype"], case["batch"])
         groups.setdefault(key, []).append(case)
     for key, cases in groups.items():
-        names = [r["name"] for r in cases[0]["contenders"] if r["name"] != cases[0]["ours"]]
+        ours = {c["ours"] for c in cases} - {None}
+        if not ours:  # no FastInception contender passed its check: no speed-ups to draw
+            continue
+        names = [r["name"] for r in cases[0]["contenders"] if r["name"] not in ours]
         if not names:
             continue
+        ours_label = "/".join(dict.fromkeys(r["label"] for c in cases for r in c["contenders"]
+                                            if r["name"] == c["ours"]))
         labels = [c["model"] if key[0] != "googlenet" else f"{c['dtype']} b{c['batch']}" for c in cases]
         series = {}
         for name in names:
@@ -192,10 +239,10 @@ def write_charts(results: dict, out: Path) -> list[str]:
             speedups = [next((r["speedup"] for r in c["contenders"] if r["name"] == name), None) for c in cases]
             series[f"vs {label}"] = [math.nan if v is None else v for v in speedups]  # not timed: no bar
         if key[0] == "googlenet":
-            title = f"FastInception speed-up, GoogLeNet {key[1]} ({where})"
+            title = f"{ours_label} speed-up, GoogLeNet {key[1]} ({where})"
             filename = f"speedup-googlenet-{key[1]}.png"
         else:
-            title = f"FastInception speed-up, {key[0]} {key[1]} batch {key[2]} ({where})"
+            title = f"{ours_label} speed-up, {key[0]} {key[1]} batch {key[2]} ({where})"
             filename = f"speedup-{key[0]}-{key[1]}-b{key[2]}.png"
         plot.bar_chart(out / filename, title, labels, series, "speed-up (x)", hline=1.0)
         written.append(filename)
@@ -215,10 +262,9 @@ def run(args: argparse.Namespace) -> int:
     threads = torch.get_num_threads()
     if device.type != "cuda":
         _say("no CUDA device: running the CPU matrix; no GPU numbers")
-        torch.set_num_threads(max(1, args.threads))
+        torch.set_num_threads(args.threads)
     out = args.out or Path("bench-results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    ours = OURS_ON_GPU if device.type == "cuda" else OURS_ON_CPU
     results = {
         "schema": 1,
         "command": command_line(options),
@@ -254,8 +300,8 @@ def run(args: argparse.Namespace) -> int:
             _say(f"[{i}/{len(cases)}] {case.model} {case.pass_} {case.dtype} batch {case.batch} "
                  f"({time.perf_counter() - started:.0f} s)")
             results["cases"].append(
-                run_case(case, options["contenders"], ours, device, options["layout"], rates, options["target_ms"],
-                         _say, seed=args.seed)
+                run_case(case, options["contenders"], device, options["layout"], rates, options["target_ms"], _say,
+                         seed=args.seed)
             )
             _write(results, out, charts=False)
         results["complete"] = True
@@ -268,4 +314,24 @@ def run(args: argparse.Namespace) -> int:
             _say("")
             _say(format_text(results))
             _say(f"\nresults: {out}/results.json, {out}/results.md, charts: {', '.join(results.get('charts', []))}")
-    return 0
+    problems = failures(results)
+    for problem in problems:
+        _say(f"FAILED: {problem}")
+    # A wrong or broken FastInception result must not look like a successful run.
+    return 1 if problems else 0
+
+
+def failures(results: dict) -> list[str]:
+    """FastInception contenders, and the interpreter check, that were WRONG or FAILED."""
+    bad = ("WRONG", "FAILED")
+    found = [
+        f"{case['model']} {case['pass']} {case['dtype']} batch {case['batch']} {r['label']}: "
+        f"{r['status']}: {r['reason']}"
+        for case in results["cases"]
+        for r in case["contenders"]
+        if r["fastinception"] and r["status"] in bad
+    ]
+    check = results["interpreter_check"]
+    if check is not None and check["status"] in bad:
+        found.append(f"Triton kernels under the interpreter: {check['status']}: {check['reason']}")
+    return found

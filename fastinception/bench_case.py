@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .contenders import CONTENDERS, LAYOUTS, Contender, parameters_by_reference_names
+from .contenders import CONTENDERS, LAYOUTS, UNAVAILABLE, Contender, parameters_by_reference_names
 from .reference import GOOGLENET_BLOCKS, Inception, googlenet
 from .roofline import block_bytes, block_flops, convolutions_use_tf32, floor_seconds, network_flops
 from .spec import InceptionSpec
@@ -189,7 +189,6 @@ def input_ring(case: Case, x: torch.Tensor, grad_out, layout: str, device: torch
 def run_case(
     case: Case,
     contenders: list[str],
-    ours: tuple,
     device: torch.device,
     run_layout: str,
     rates: Rates,
@@ -197,7 +196,11 @@ def run_case(
     progress: Callable[[str], None],
     seed: int = 0,
 ) -> dict:
-    """Check and time every contender on ``case``; returns the case's record (see ``bench`` for the fields)."""
+    """Check and time every contender on ``case``; returns the case's record (see ``bench`` for the fields).
+
+    "ours" is the first FastInception contender (in ``contenders`` order) that passed its check: speed-ups are
+    against it. When none did, no speed-ups, and "ours_missing" says why.
+    """
     torch.manual_seed(seed)
     reference = case.build_reference(device)
     flops = case.flops(reference)
@@ -233,10 +236,13 @@ def run_case(
         progress(f"  {contender.label}: {_summary(record)}")
         records.append(record)
 
-    our = next((r for name in ours for r in records if r["name"] == name), None)
-    our_ms = our["median_ms"] if our is not None and our["status"] == "ok" else None
+    our = next((r for r in records if r["fastinception"] and r["status"] == "ok"), None)
+    our_ms = our["median_ms"] if our is not None else None
     for r in records:
         r["speedup"] = r["median_ms"] / our_ms if our_ms and r["median_ms"] else None
+    missing = None if our is not None else ours_missing(records)
+    if missing:
+        progress(f"  no speed-ups: {missing}")
     del rings
     _release(device)
     return {
@@ -251,15 +257,26 @@ def run_case(
         "floor_ms": floor_s * 1e3 if floor_s is not None else None,
         "tolerance": tol,
         "ours": our["name"] if our is not None else None,
+        "ours_missing": missing,
         "contenders": records,
     }
+
+
+def ours_missing(records: list[dict]) -> str:
+    """Why no FastInception contender can be the one speed-ups refer to."""
+    fast = [r for r in records if r["fastinception"]]
+    if not fast:
+        return "no FastInception contender was run"
+    statuses = ", ".join(f"{r['label']} {r['status']}" for r in fast)
+    return f"no FastInception contender passed its check ({statuses})"
 
 
 def _run_contender(contender: Contender, case, reference, x, grad_out, want, tol, device, run_layout, ring_for,
                    target_ms) -> dict:
     layout = contender.layout_for(run_layout)
     record = {
-        "name": contender.name, "label": contender.label, "layout": layout, "status": "ok", "reason": None,
+        "name": contender.name, "label": contender.label, "fastinception": contender.fastinception,
+        "layout": layout, "status": "ok", "reason": None,
         "rel_error": None, "median_ms": None, "p20_ms": None, "p80_ms": None, "reps": None, "tflops": None,
         "floor_fraction": None, "images_per_s": None, "peak_mem_mib": None,
     }
@@ -269,8 +286,11 @@ def _run_contender(contender: Contender, case, reference, x, grad_out, want, tol
         return record
     try:
         module = contender.build(reference, layout)
-    except Exception as e:  # a backend that is not available here
+    except UNAVAILABLE as e:  # a backend missing here; any other exception is a bug, reported FAILED
         record.update(status="unavailable", reason=f"{type(e).__name__}: {e}")
+        return record
+    except Exception as e:
+        record.update(status="FAILED", reason=_reason(e))
         return record
     grad_mode = torch.no_grad() if case.pass_ == "fwd" else torch.enable_grad()
     try:
@@ -288,12 +308,17 @@ def _run_contender(contender: Contender, case, reference, x, grad_out, want, tol
             record.update(median_ms=timing.median_ms, p20_ms=timing.p20_ms, p80_ms=timing.p80_ms, reps=timing.reps)
             record["peak_mem_mib"] = peak_memory_mib(run, ring[0], device)
     except Exception as e:
-        record.update(status="FAILED", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        record.update(status="FAILED", reason=_reason(e))
     finally:
         del module
         if contender.compiled:
             torch._dynamo.reset()
     return record
+
+
+def _reason(e: Exception) -> str:
+    text = str(e)
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def _summary(record: dict) -> str:

@@ -1,8 +1,9 @@
 """Tables of benchmark results, as aligned text for the terminal and as markdown for ``results.md``.
 
 One table per (model kind, pass): a row per contender of every case. "speed-up" is FastInception's: the
-contender's time divided by FastInception's, so above 1 means FastInception is faster. "% floor" is the
-roofline floor divided by the contender's time (100% would be a kernel at the machine's limits).
+contender's time divided by that of the first FastInception contender that passed its check (the "(ours)"
+row), so above 1 means FastInception is faster. "% floor" is the roofline floor divided by the contender's
+time (100% would be a kernel at the machine's limits).
 """
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def tables(results: dict) -> list[tuple[str, list[str], list[list[str]], list[st
         headers += ["peak MiB", "rel err", "status"]
         rows, notes = [], []
         for case in cases:
+            if case["ours"] is None:
+                notes.append(f"{case['model']} {case['dtype']} batch {case['batch']}: no speed-ups: "
+                             f"{case.get('ours_missing') or 'no FastInception contender passed its check'}")
             for r in case["contenders"]:
                 ours = r["name"] == case["ours"] and r["status"] == "ok"
                 row = [case["model"], case["dtype"], str(case["batch"]), r["label"], _fmt(r["median_ms"], ".3f")]
@@ -116,10 +120,26 @@ def interpreter_line(check: dict) -> str:
     return f"Triton kernels under the interpreter ({check['case']}): relative error vs float64: {errors}"
 
 
+def ours_labels(results: dict) -> list[str]:
+    """The labels of the contenders speed-ups refer to, in order of first use (one per case at most)."""
+    labels = [r["label"] for c in results["cases"] for r in c["contenders"] if r["name"] == c["ours"]]
+    return list(dict.fromkeys(labels))
+
+
+def speedup_line(results: dict) -> str:
+    labels = ours_labels(results)
+    if not labels:
+        return ("speed-up: none: no FastInception contender passed its check in any case, so nothing is compared "
+                "(see the notes).")
+    if len(labels) == 1:
+        return f"speed-up: the contender's time / {labels[0]}'s time (above 1: FastInception is faster)."
+    return (f"speed-up: the contender's time / the time of the case's (ours) row, the first FastInception contender "
+            f"that passed its check ({' or '.join(labels)}); above 1: FastInception is faster.")
+
+
 def explanation(results: dict) -> list[str]:
-    ours = "FastInception triton" if results["machine"]["device"] == "cuda" else "FastInception torch"
     lines = [
-        f"speed-up: the contender's time / {ours}'s time (above 1: FastInception is faster).",
+        speedup_line(results),
         "% floor: roofline floor / time, floor = max(FLOPs / matmul rate, bytes / copy bandwidth), "
         "bytes = x read once + output written once + weights (see results.json for the model).",
         "rel err: ||result - float64 reference|| / ||reference|| (max over output and gradients); "

@@ -2,34 +2,26 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from .bench import positive_int
+from .functional import BACKENDS
 from .module import FastInception
 from .reference import GOOGLENET_BLOCKS, Inception
+from .timing import measure
 
 
-def _time(fn, repeats: int) -> float:
-    """Median wall time of ``fn`` in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    return sorted(times)[len(times) // 2]
+def _time(fn, x: torch.Tensor, repeats: int) -> float:
+    """Median time of ``fn(x)`` in milliseconds over exactly ``repeats`` calls, after warm-up."""
+    return measure(fn, [x], x.device, min_reps=repeats, max_reps=repeats).median_ms
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", default="3a", choices=sorted(GOOGLENET_BLOCKS), help="GoogLeNet block (default 3a)")
-    parser.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs, median reported (default 10)")
-    parser.add_argument("--backend", default="auto", help="FastInception backend (default auto)")
+    parser.add_argument("--batch", type=positive_int, default=8, help="batch size (default 8)")
+    parser.add_argument("--repeats", type=positive_int, default=10, help="timed runs, median reported (default 10)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="FastInception backend (default auto)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         exact = ref.double()(x.double())
         ref.float()
         errors = {name: (m(x).double() - exact).abs().max().item() for name, m in (("reference", ref), ("FastInception", fast))}
-        times = {name: _time(lambda m=m: m(x), args.repeats) for name, m in (("reference", ref), ("FastInception", fast))}
+        times = {name: _time(m, x, args.repeats) for name, m in (("reference", ref), ("FastInception", fast))}
     where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     print(f"block {args.block}: x {tuple(x.shape)} float32 on {where}, torch {torch.__version__}")
     print(f"{'module':<15} {'max |err| vs fp64':>18} {'time (ms)':>10}")

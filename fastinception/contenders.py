@@ -27,6 +27,8 @@ class Contender:
     # A fixed input layout, or None for the run's layout (--layout).
     layout: str | None = None
     compiled: bool = False
+    # One of FastInception's own backends: the first that passes its check is the one speed-ups refer to.
+    fastinception: bool = False
 
     def layout_for(self, run_layout: str) -> str:
         return self.layout or run_layout
@@ -44,8 +46,30 @@ def _compiled(mode: str | None):
     return build
 
 
+class BackendUnavailable(RuntimeError):
+    """A contender's backend cannot run on this machine."""
+
+
+# Only these, raised by ``Contender.build``, mean "not on this machine"; anything else is a bug.
+UNAVAILABLE = (ImportError, BackendUnavailable)
+
+
+def _require_triton(model: nn.Module) -> None:
+    """Raise one of UNAVAILABLE when the Triton kernels cannot run on ``model``'s device."""
+    import triton  # noqa: F401  (ImportError: not installed)
+
+    from .kernels.common import require_launchable
+
+    try:
+        require_launchable(next(model.parameters()))
+    except RuntimeError as e:  # a CPU tensor without the interpreter, or another device
+        raise BackendUnavailable(str(e)) from e
+
+
 def _fast(backend: str):
     def build(model: nn.Module, layout: str) -> nn.Module:
+        if backend == "triton":
+            _require_triton(model)
         return convert(_in_layout(model, layout), backend=backend)
 
     return build
@@ -58,14 +82,15 @@ CONTENDERS = {
         Contender("eager-cl", "eager channels_last", _in_layout, layout="channels_last"),
         Contender("compile", "torch.compile", _compiled(None), compiled=True),
         Contender("compile-max", "torch.compile max-autotune", _compiled("max-autotune"), compiled=True),
-        Contender("fast-triton", "FastInception triton", _fast("triton")),
-        Contender("fast-torch", "FastInception torch", _fast("torch")),
+        Contender("fast-triton", "FastInception triton", _fast("triton"), fastinception=True),
+        Contender("fast-torch", "FastInception torch", _fast("torch"), fastinception=True),
     )
 }
 
-# The contender whose speed-up over the others is reported: the first of these that runs.
-OURS_ON_GPU = ("fast-triton", "fast-torch")
-OURS_ON_CPU = ("fast-torch",)
+# The contenders of a run, per device kind (``bench`` and the pytest benchmarks); compile-max is opt-in.
+# On CPU the Triton kernels only run under the interpreter, which says nothing about speed.
+GPU_CONTENDERS = ("eager-nchw", "eager-cl", "compile", "fast-triton", "fast-torch")
+CPU_CONTENDERS = ("eager-nchw", "eager-cl", "fast-torch")
 
 
 def parameters_by_reference_names(module: nn.Module, reference: nn.Module) -> list[torch.Tensor]:

@@ -1,4 +1,5 @@
 """The benchmark runner: FLOP and byte arithmetic, the CPU run end to end, WRONG results never timed."""
+import argparse
 import copy
 import json
 import re
@@ -8,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from fastinception import GOOGLENET_BLOCKS, InceptionSpec, googlenet
+from fastinception import GOOGLENET_BLOCKS, Inception, InceptionSpec, bench, googlenet
 from fastinception.__main__ import main
-from fastinception.contenders import CONTENDERS, Contender
+from fastinception.bench_case import Case, Rates, run_case
+from fastinception.contenders import CONTENDERS, BackendUnavailable, Contender
 from fastinception.interpreter_check import interpreter_check
 from fastinception.roofline import block_bytes, block_flops, floor_seconds, network_flops
 from fastinception.timing import measure, ring_length
@@ -64,9 +66,9 @@ def test_timing_returns_ordered_statistics_on_cpu():
     assert ring_length(10**6, torch.device("cpu")) == 1
 
 
-def _run(tmp_path, *extra):
+def _run(tmp_path, *extra, code=0):
     out = tmp_path / "out"
-    assert main(["bench", *TINY, *extra, "--out", str(out)]) == 0
+    assert main(["bench", *TINY, *extra, "--out", str(out)]) == code
     return out, json.loads((out / "results.json").read_text())
 
 
@@ -116,16 +118,103 @@ def _off_by_one_percent(model: nn.Module, layout: str) -> nn.Module:
 
 
 def test_a_wrong_contender_is_reported_wrong_and_not_timed(tmp_path, capsys, monkeypatch):
-    wrong = Contender("wrong", "deliberately wrong", _off_by_one_percent)
+    # A FastInception contender: its wrong result must fail the run, and speed-ups go to the next one that is right.
+    wrong = Contender("wrong", "deliberately wrong", _off_by_one_percent, fastinception=True)
     monkeypatch.setitem(CONTENDERS, "wrong", wrong)
-    _, results = _run(tmp_path, "--contenders", "eager-nchw,wrong,fast-torch")
+    out, results = _run(tmp_path, "--contenders", "eager-nchw,wrong,fast-torch", code=1)
     for case in results["cases"]:
         record = next(c for c in case["contenders"] if c["name"] == "wrong")
         assert record["status"] == "WRONG" and "relative error" in record["reason"]
         assert record["rel_error"] > 1e-3
         assert record["median_ms"] is None and record["speedup"] is None and record["tflops"] is None
-    rows = [line for line in capsys.readouterr().out.splitlines() if "deliberately wrong" in line and line.startswith("5b")]
+        assert case["ours"] == "fast-torch"
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if "deliberately wrong" in line and line.startswith("5b")]
     assert len(rows) == 2 and all(row.rstrip().endswith("WRONG") for row in rows)
+    assert "FAILED: 5b fwd fp32 batch 1 deliberately wrong: WRONG: relative error" in text
+    assert "speed-up: the contender's time / FastInception torch's time" in (out / "results.md").read_text()
+
+
+def test_without_a_right_fastinception_contender_there_are_no_speedups(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(CONTENDERS, "wrong", Contender("wrong", "deliberately wrong", _off_by_one_percent,
+                                                       fastinception=True))
+    out, results = _run(tmp_path, "--contenders", "eager-nchw,wrong", "--passes", "fwd", code=1)
+    (case,) = results["cases"]
+    assert case["ours"] is None and all(c["speedup"] is None for c in case["contenders"])
+    assert case["ours_missing"] == "no FastInception contender passed its check (deliberately wrong WRONG)"
+    assert results["charts"] == []
+    text = capsys.readouterr().out
+    assert "5b fp32 batch 1: no speed-ups: no FastInception contender passed its check" in text
+    assert "(ours)" not in text and "speed-up: none" in text
+    assert "speed-up: none" in (out / "results.md").read_text()
+
+
+def test_an_interpreter_check_that_fails_fails_the_run():
+    results = {"cases": [], "interpreter_check": {"status": "WRONG", "reason": "relative error 1e-2 > tolerance"}}
+    assert bench.failures(results) == ["Triton kernels under the interpreter: WRONG: relative error 1e-2 > tolerance"]
+    results["interpreter_check"]["status"] = "unavailable"  # not on this machine: not a failure
+    assert bench.failures(results) == []
+
+
+def _raises(error):
+    def build(model, layout):
+        raise error
+
+    return build
+
+
+def test_only_a_missing_backend_is_unavailable(monkeypatch):
+    for name, error in (("no-module", ModuleNotFoundError("No module named 'triton'")),
+                        ("no-device", BackendUnavailable("the Triton kernels need CUDA tensors")),
+                        ("buggy", ValueError("a bug in build"))):
+        monkeypatch.setitem(CONTENDERS, name, Contender(name, name, _raises(error)))
+    case = Case("5b", "fwd", "fp32", 1)
+    record = run_case(case, ["no-module", "no-device", "buggy"], torch.device("cpu"), "channels_last",
+                      Rates({"fp32": 1e9}, 1e9), 1.0, lambda text: None)
+    status = {r["name"]: (r["status"], r["reason"]) for r in record["contenders"]}
+    assert status["no-module"] == ("unavailable", "ModuleNotFoundError: No module named 'triton'")
+    assert status["no-device"] == ("unavailable", "BackendUnavailable: the Triton kernels need CUDA tensors")
+    assert status["buggy"] == ("FAILED", "ValueError: a bug in build")
+    assert record["ours"] is None and record["ours_missing"] == "no FastInception contender was run"
+
+
+def test_triton_on_a_cpu_without_the_interpreter_is_unavailable(monkeypatch):
+    pytest.importorskip("triton")  # imported under the interpreter before the variable changes
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(BackendUnavailable, match="need CUDA tensors"):
+        CONTENDERS["fast-triton"].build(Inception(*GOOGLENET_BLOCKS["5b"][0]), "channels_last")
+
+
+@pytest.mark.parametrize("option", ["--batches", "--googlenet-batches"])
+@pytest.mark.parametrize("value", ["0", "-1", "1,0", "two", "1.5"])
+def test_batches_must_be_positive_integers(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", option, value])
+    assert exit_info.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--target-ms", "0"], ["--target-ms", "-5"]])
+def test_counts_and_durations_must_be_positive(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", *args])
+    assert exit_info.value.code == 2
+    assert "must be a positive" in capsys.readouterr().err
+
+
+def test_saved_command_repeats_the_run():
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    args = parser.parse_args(["--blocks", "3a,5b", "--batches", "2", "--googlenet", "--max-autotune", "--nchw",
+                              "--target-ms", "7.5", "--seed", "3", "--threads", "2", "--no-interpreter-check"])
+    for device in (torch.device("cpu"), torch.device("cuda")):
+        options = bench._resolve(args, device)
+        command = bench.command_line(options)
+        words = command.split()
+        assert words[:4] == ["python", "-m", "fastinception", "bench"]
+        for option in ("--target-ms 7.5", "--seed 3", "--threads 2", "--layout nchw", "--no-interpreter-check"):
+            assert option in command, option
+        assert bench._resolve(parser.parse_args(words[4:]), device) == options
 
 
 def test_triton_is_not_timed_on_cpu(tmp_path):
@@ -150,6 +239,10 @@ def test_help_lists_every_option(capsys):
         main(["bench", "--help"])
     assert exit_info.value.code == 0
     text = re.sub(r"-\n\s*", "-", capsys.readouterr().out)  # undo line breaks after hyphens
+    # The description states the default runs as they are defined.
+    flat = " ".join(text.split())
+    assert f"on GPU {bench._describe(bench.GPU_DEFAULTS, 0)};" in flat
+    assert f"on CPU {bench._describe(bench.CPU_DEFAULTS, 0)}," in flat
     for option in ("--blocks", "--passes", "--dtypes", "--batches", "--contenders", "--max-autotune", "--layout",
                    "--channels-last", "--nchw", "--googlenet", "--googlenet-passes", "--googlenet-batches", "--full",
                    "--out", "--target-ms", "--threads", "--no-interpreter-check", "--seed"):

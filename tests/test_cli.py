@@ -1,5 +1,8 @@
 import re
 
+import pytest
+
+from fastinception import check
 from fastinception.__main__ import main
 
 
@@ -24,10 +27,26 @@ def test_bench_is_the_default_command(tmp_path, capsys):
     assert (out / "results.json").is_file() and (out / "results.md").is_file()
 
 
-def test_bench_help_names_its_options(capsys):
-    try:
-        main(["bench", "--help"])
-    except SystemExit as e:
-        assert e.code == 0
-    text = capsys.readouterr().out
-    assert "--blocks" in text and "--googlenet" in text and "--out" in text
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "foo"], "invalid choice: 'foo'"),
+    (["--repeats", "0"], "must be a positive integer"),
+    (["--batch", "-1"], "must be a positive integer"),
+])
+def test_check_refuses_bad_options(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_check_times_with_the_shared_timer(capsys, monkeypatch):
+    calls = []
+    real = check.measure
+
+    def spy(fn, ring, device, **kwargs):
+        calls.append((len(ring), kwargs["min_reps"], kwargs["max_reps"]))
+        return real(fn, ring, device, **kwargs)
+
+    monkeypatch.setattr(check, "measure", spy)
+    assert main(["check", "--batch", "1", "--repeats", "1", "--backend", "torch"]) == 0
+    assert calls == [(1, 1, 1), (1, 1, 1)]  # reference and FastInception, one input, exactly --repeats calls
