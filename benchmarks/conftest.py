@@ -4,15 +4,14 @@ checked run of every case, as a quick smoke test).
 On GPU the matrix is the nine GoogLeNet blocks at their ImageNet sizes x fwd/fwdbwd x fp16/bf16/fp32 x
 batches 1/32/128, plus whole GoogLeNet; on CPU it shrinks to a few small fp32 cases.
 """
-import os
-
 import pytest
 import torch
 
-# The Triton interpreter must be chosen before triton is first imported.
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+from fastinception.kernels.common import use_interpreter_without_cuda
 
+# Before anything imports triton: importing fastinception does not.
+use_interpreter_without_cuda()
+if not torch.cuda.is_available():
     # One thread: on a shared machine a multi-thread team stalls whenever another process holds a core.
     torch.set_num_threads(1)
 
