@@ -9,6 +9,7 @@ import dataclasses
 import gzip
 import math
 import os
+import zlib
 
 import numpy as np
 import torch
@@ -63,8 +64,8 @@ class ImageSet:
 def read_idx(path) -> np.ndarray:
     """Read one IDX file (optionally gzipped): magic 0x00 0x00 TYPE NDIMS, NDIMS big-endian uint32 sizes, data.
 
-    Raises ``FileNotFoundError`` for a missing file and ``DataError`` (naming the file) for a bad magic
-    number, an unknown type code, or a length that differs from what the header announces.
+    Raises ``FileNotFoundError`` for a missing file and ``DataError`` (naming the file) for a damaged gzip
+    stream, a bad magic number, an unknown type code, or a length that differs from what the header announces.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -73,8 +74,10 @@ def read_idx(path) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as e:  # a truncated or corrupt gzip stream
-        raise DataError(f"{path}: cannot be read ({e})") from None
+    except (OSError, EOFError, zlib.error) as e:
+        # A truncated gzip stream raises EOFError, a bad header or CRC gzip.BadGzipFile (an OSError), and
+        # damaged deflate data zlib.error, which is neither.
+        raise DataError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, expected 0000TTNN)")
     code, ndims = raw[2], raw[3]
@@ -120,8 +123,11 @@ def _image_set(images: np.ndarray, labels: np.ndarray, images_path: str, labels_
 def load_fashion_mnist(directory) -> tuple[ImageSet, ImageSet]:
     """Train and test sets of Fashion-MNIST (or MNIST: same files) from ``directory``."""
     directory = os.fspath(directory)
-    if not os.path.isdir(directory):
+    if not os.path.exists(directory):
         raise FileNotFoundError(f"data directory not found: {directory}")
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(f"data path is not a directory: {directory} (give the directory that holds the "
+                                 f"four IDX files)")
     paths = {key: _find_idx(directory, stem) for key, stem in IDX_FILES.items()}
     arrays = {key: read_idx(path) for key, path in paths.items()}
     train = _image_set(arrays["train_images"], arrays["train_labels"], paths["train_images"], paths["train_labels"])

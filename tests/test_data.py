@@ -142,3 +142,26 @@ def test_missing_scikit_learn_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # makes the import fail as if not installed
     with pytest.raises(ImportError, match=r"pip install 'fastinception\[train\]'"):
         load_digits()
+
+
+@pytest.mark.parametrize("where", ["deflate", "crc"])
+def test_corrupt_gzip_stream_is_refused(tmp_path, where):
+    # Damaged deflate data raises zlib.error (not an OSError) and a damaged CRC gzip.BadGzipFile: both must
+    # come out as the parser's DataError naming the file. The deflate data starts after the 10-byte gzip
+    # header, and a first byte 0xFF announces the reserved block type 3; the CRC opens the 8-byte trailer.
+    data = np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8)
+    raw = bytearray(gzip.compress(idx_bytes(data, 0x08), mtime=0))  # no file name: a 10-byte header
+    if where == "deflate":
+        raw[10] = 0xFF
+    else:
+        raw[-8] ^= 0xFF
+    path = write(tmp_path / "x-idx.gz", bytes(raw))
+    reason = "error: .*invalid" if where == "deflate" else "BadGzipFile: CRC check failed"
+    with pytest.raises(DataError, match=rf"x-idx\.gz: cannot be read \({reason}"):
+        read_idx(path)
+
+
+def test_data_path_that_is_a_file_is_not_a_directory(tmp_path):
+    path = write(tmp_path / "train-images-idx3-ubyte", idx_bytes(np.zeros((1, 2, 2), dtype=np.uint8), 0x08))
+    with pytest.raises(NotADirectoryError, match="data path is not a directory: .*train-images-idx3-ubyte"):
+        load_fashion_mnist(path)

@@ -96,3 +96,49 @@ def test_train_command_reports_a_malformed_data_file(tmp_path, capsys):
         (tmp_path / name).write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "train-images-idx3-ubyte: truncated" in capsys.readouterr().err
+
+
+def _refused(args, capsys):
+    """Runs the train command, which must exit with status 2 before training; returns its stderr."""
+    assert main(["train", "--epochs", "1", *args]) == 2
+    captured = capsys.readouterr()
+    assert "epoch 1/1" not in captured.out
+    return captured.err
+
+
+def test_out_that_is_a_file_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "results"
+    out.write_text("not a directory")
+    assert "exists and is not a directory" in _refused(["--out", str(out)], capsys)
+    assert "cannot create the directory" in _refused(["--out", str(out / "sub")], capsys)
+
+
+def test_missing_cuda_device_is_named(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "out")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert "device 'cuda' asked for, but" in _refused(["--device", "cuda", "--out", out], capsys)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    err = _refused(["--device", "cuda:7", "--out", out], capsys)
+    assert "device 'cuda:7' asked for, but this machine has 2 CUDA device(s): cuda:0, cuda:1" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_data_set_and_limit_0_are_refused(tmp_path, capsys, digits):
+    from test_data import write_fashion_mnist
+
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--limit", "0"])
+    assert e.value.code == 2 and "--limit: must be a positive integer, got 0" in capsys.readouterr().err
+    write_fashion_mnist(tmp_path, n_train=0)
+    err = _refused(["--data", str(tmp_path), "--model", "both", "--out", str(tmp_path / "out")], capsys)
+    assert "the training set is empty" in err
+    empty = digits[0].head(0)
+    with pytest.raises(ValueError, match="the training set is empty"):
+        _run("fast", empty, digits[1], steps=1)
+
+
+def test_data_that_is_a_file_is_not_a_directory(tmp_path, capsys):
+    path = tmp_path / "fashion.zip"
+    path.write_bytes(b"PK")
+    assert "data path is not a directory" in _refused(["--data", str(path), "--out", str(tmp_path / "out")], capsys)
