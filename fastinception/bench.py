@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from . import plot
+from .arguments import positive_float, positive_int
 from .bench_case import CHECK_METHOD, DTYPES, NETWORK, Case, Rates, run_case
 from .bench_report import format_markdown, format_text, header_line, interpreter_line
 from .contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, LAYOUTS
@@ -57,26 +58,6 @@ TIMING_METHOD = (
     "parameter for a random output gradient. Peak memory: torch.cuda.max_memory_allocated during one call "
     "minus the memory allocated before it."
 )
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
 
 
 def _list(kind, choices=None):

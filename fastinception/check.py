@@ -5,7 +5,7 @@ import argparse
 
 import torch
 
-from .bench import positive_int
+from .arguments import positive_int
 from .functional import BACKENDS
 from .module import FastInception
 from .reference import GOOGLENET_BLOCKS, Inception

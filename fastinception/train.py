@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arguments import non_negative_int, positive_float, positive_int
 from .data import DataError, ImageSet, load_digits, load_fashion_mnist
 from .progress import ProgressBar
 from .reference import googlenet
@@ -149,27 +150,6 @@ def train_model(
     return result
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Train d2l's GoogLeNet (SGD, Xavier init, cross-entropy, bilinear resize) on scikit-learn's 8x8 digits "
@@ -181,19 +161,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--data", metavar="DIR",
         help="directory with the four Fashion-MNIST IDX files (optionally .gz); default: scikit-learn's digits")
-    add("--epochs", type=_positive_int, default=30, help="epochs (default 30; d2l: 10)")
-    add("--batch-size", type=_positive_int, default=16, help="batch size (default 16; d2l: 128)")
-    add("--lr", type=_positive_float, default=0.05, help="SGD learning rate (default 0.05; d2l: 0.1)")
-    add("--resize", type=_non_negative_int, default=32,
+    add("--epochs", type=positive_int, default=30, help="epochs (default 30; d2l: 10)")
+    add("--batch-size", type=positive_int, default=16, help="batch size (default 16; d2l: 128)")
+    add("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05; d2l: 0.1)")
+    add("--resize", type=non_negative_int, default=32,
         help="image side after bilinear resize (default 32; d2l: 96; 0 keeps the data's size)")
-    add("--limit", type=_positive_int, help="use at most this many training and test examples each (quick runs)")
+    add("--limit", type=positive_int, help="use at most this many training and test examples each (quick runs)")
     add("--model", choices=sorted(MODELS), default="fast",
         help="GoogLeNet with FastInception blocks, the reference blocks, or both from the same seed (default fast)")
     add("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add("--out", metavar="DIR", default="train-output",
         help="directory for train.png and train.json (default train-output)")
     add("--seed", type=int, default=0, help="seed of the initial weights and the batch order (default 0)")
-    add("--threads", type=_positive_int,
+    add("--threads", type=positive_int,
         help="CPU threads for PyTorch (default 1 on CPU, where two OpenMP threads stall each other on a busy "
         "machine; PyTorch's choice elsewhere)")
 

@@ -129,7 +129,7 @@ def test_empty_data_set_and_limit_0_are_refused(tmp_path, capsys, digits):
 
     with pytest.raises(SystemExit) as e:
         main(["train", "--limit", "0"])
-    assert e.value.code == 2 and "--limit: must be a positive integer, got 0" in capsys.readouterr().err
+    assert e.value.code == 2 and "--limit: must be a positive integer, got '0'" in capsys.readouterr().err
     write_fashion_mnist(tmp_path, n_train=0)
     err = _refused(["--data", str(tmp_path), "--model", "both", "--out", str(tmp_path / "out")], capsys)
     assert "the training set is empty" in err
