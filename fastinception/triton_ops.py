@@ -102,16 +102,17 @@ def triton_backward(
     stem_names = ("w1", "b1", "w2a", "b2a", "w3a", "b3a", "w4", "b4")
     # The stem's gradient kernels read the reductions' gradients as part of their GEMM operand.
     need_reduced_grads = needs[0] or any(getattr(need, n) for n in stem_names)
-    dt2 = dt3 = None
+    # Allocated on the caller's stream before the fork (see streams.branch_streams).
+    dt2, dt3 = (torch.empty_like(t2), torch.empty_like(t3)) if need_reduced_grads else (None, None)
     with _on_device(x), branch_streams(x.device, branches == "streams") as (branch2, branch3):
         with branch2:
             if need_reduced_grads:
-                dt2 = conv2d_relu_input_grad(g2, o2, p.w2b, t2, torch.empty_like(t2), allow_tf32=allow_tf32)
+                conv2d_relu_input_grad(g2, o2, p.w2b, t2, dt2, allow_tf32=allow_tf32)
             if need.w2b or need.b2b:
                 conv2d_relu_weight_grad(g2, o2, t2, wanted("w2b"), wanted("b2b"), deterministic=deterministic)
         with branch3:
             if need_reduced_grads:
-                dt3 = conv2d_relu_input_grad(g3, o3, p.w3b, t3, torch.empty_like(t3), allow_tf32=allow_tf32)
+                conv2d_relu_input_grad(g3, o3, p.w3b, t3, dt3, allow_tf32=allow_tf32)
             if need.w3b or need.b3b:
                 conv2d_relu_weight_grad(g3, o3, t3, wanted("w3b"), wanted("b3b"), deterministic=deterministic)
     with _on_device(x):

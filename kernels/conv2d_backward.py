@@ -14,6 +14,8 @@ As in PyTorch's ReLU backward, a gradient is zeroed where the saved output is ``
 Every tensor is addressed through explicit (n, c, h, w) strides; offsets are int64.
 Accumulation is fp32 (fp64 for fp64 inputs, so float64 gradcheck under the interpreter is meaningful).
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -117,7 +119,7 @@ def _conv_relu_wgrad_kernel(
             b_ok = k_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)  # zero padding of t
             b = tl.load(pc_ptrs(t_ptr, img, ih, iw, offs_n, s_t_n, s_t_c, s_t_h, s_t_w),
                         mask=b_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN] shifted patch of t
-            acc = tl.dot(a, b, acc, input_precision=PREC)
+            acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
 
     # one program per (split, Cout block) owns the bias
     store_partial(chunk_row(part_ptr, split, R, ATOMIC), tap * C_OUT + offs_m, offs_m, m_ok, offs_n, n_ok, acc, bacc,
@@ -204,6 +206,11 @@ _wgrad_tuned, _wgrad_atomic_tuned = autotuned_partials(
     _conv_relu_wgrad_kernel, WGRAD_SHAPES, ["P", "C_OUT", "C_IN", "PIX_PER_SPLIT", "KSIZE", "HAS_W", "HAS_B"])
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def pixel_splits(P, tiles, device):
     """(S, pixels per chunk) for the deterministic pixel reduction; independent of the tile config, so every
     autotuning candidate writes the same [S, R] partial buffer. S == 0 when there are no pixels."""
@@ -212,7 +219,7 @@ def pixel_splits(P, tiles, device):
     if interpreting():
         per = INTERPRETER_PIX_PER_SPLIT
     else:
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
+        sms = _sm_count(device)
         want = max(1, triton.cdiv(4 * sms, max(tiles, 1)))  # enough programs to fill the machine a few times over
         per = max(512, triton.cdiv(P, want))
         per = triton.cdiv(per, 128) * 128  # whole BLOCK_K steps for every candidate tile

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from .common import dot_precision, require_launchable
-from .conv2d_backward import WGRAD_SHAPES, launch_input_grad, partial_buffer, pixel_splits, reduce_partials
+from .conv2d_backward import launch_input_grad, partial_buffer, pixel_splits, reduce_partials
 from .launch import (
     BACKWARD_CONFIG_DEFAULTS, INTERPRET_CONFIG, INTERPRET_WGRAD_CONFIG, acc_dtype, autotuned_partials, check_4d,
     check_tensor, gemm_configs, launch, partial_dtype, pixel_channel_grid,
@@ -201,7 +201,7 @@ def _stem_wgrad_kernel(
             if HAS_W123:
                 b = tl.load(pc_ptrs(x_ptr, img, oh, ow, offs_n, s_x_n, s_x_c, s_x_h, s_x_w),
                             mask=k_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN]
-                acc = tl.dot(a, b, acc, input_precision=PREC)
+                acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
         store_partial(row_ptr, offs_j, offs_j, j_ok, offs_n, n_ok, acc, bacc, pid_n == 0, C_IN, R_W, HAS_W123, HAS_B123,
                       ATOMIC)
     else:
@@ -219,7 +219,7 @@ def _stem_wgrad_kernel(
                 # maxpool3x3(x) tile [BK, BN], recomputed
                 pooled = maxpool3x3_pc(x_ptr, img, oh, ow, k_ok, offs_n, n_ok, H, W, s_x_n, s_x_c, s_x_h, s_x_w,
                                        BLOCK_K, BLOCK_N)
-                acc = tl.dot(a, pooled, acc, input_precision=PREC)
+                acc = tl.dot(a, pooled, acc, input_precision=PREC, out_dtype=acc.dtype)
         store_partial(row_ptr, C123 + offs_c, C123 + offs_c, c_ok, offs_n, n_ok, acc, bacc, pid_n == 0, C_IN, R_W,
                       HAS_W4, HAS_B4, ATOMIC)
 
@@ -231,8 +231,15 @@ STEM_DGRAD_SHAPES = [
 ]
 _stem_dgrad_tuned = triton.autotune(configs=gemm_configs(STEM_DGRAD_SHAPES), key=["P", "C_IN", "C1", "C2", "C3"])(
     _stem_dgrad_kernel)
+# The pool rows recompute their B tile from nine shifted loads, each multi-buffered: shared memory is about
+# (9 * BLOCK_K * BLOCK_N + BLOCK_M * BLOCK_K) * bytes * stages, so these tiles stay small and shallow to fit
+# the 227 KB of an H100/H200 in fp32 (the last two fit in fp64 too).
+STEM_WGRAD_SHAPES = [
+    (64, 64, 32, 4, 1), (128, 32, 32, 4, 2), (32, 64, 32, 4, 2), (64, 32, 64, 4, 1), (64, 32, 32, 4, 1),
+    (32, 32, 32, 4, 1),
+]
 _WGRAD_KEY = ["P", "C_IN", "C123", "C4", "PIX_PER_SPLIT", "HAS_W123", "HAS_B123", "HAS_W4", "HAS_B4"]
-_stem_wgrad_tuned, _stem_wgrad_atomic_tuned = autotuned_partials(_stem_wgrad_kernel, WGRAD_SHAPES, _WGRAD_KEY)
+_stem_wgrad_tuned, _stem_wgrad_atomic_tuned = autotuned_partials(_stem_wgrad_kernel, STEM_WGRAD_SHAPES, _WGRAD_KEY)
 
 
 def _check_stem(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4):

@@ -11,7 +11,7 @@ import triton.language as tl
 def mma(acc, a, b, USE_DOT: tl.constexpr, PRECISION: tl.constexpr):
     # acc[BM, BN] += a[BM, BK] @ b[BK, BN]
     if USE_DOT:
-        acc = tl.dot(a, b, acc=acc, input_precision=PRECISION)
+        acc = tl.dot(a, b, acc=acc, input_precision=PRECISION, out_dtype=acc.dtype)
     else:
         acc += tl.sum(a[:, :, None] * b[None, :, :], axis=1)
     return acc
@@ -104,7 +104,7 @@ def dgrad_channels(acc, g_ptr, g_row, s_g_c, o_ptr, o_row, s_o_c, w_ptr, s_w_o, 
             a = relu_grad(a, ov)
         b = tl.load(w_ptr + offs_k[:, None] * s_w_o + offs_n[None, :] * s_w_i,
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN] = W[co, ci]
-        acc = tl.dot(a, b, acc, input_precision=PREC)
+        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
     return acc
 
 
