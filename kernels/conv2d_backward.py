@@ -270,7 +270,7 @@ def conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, *, allow_tf32=False, co
     check_4d("weight", weight)
     if weight.shape[0] != c_out or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 != 1:
         raise ValueError(f"weight: expected shape ({c_out}, Cin, k, k) with k odd, got {tuple(weight.shape)}")
-    c_in, k = weight.shape[1], weight.shape[2]
+    c_in = weight.shape[1]
     dtype, device = grad_y.dtype, grad_y.device
     check_tensor("y", y, (n, c_out, h, w), dtype, device)
     check_tensor("weight", weight, weight.shape, dtype, device)

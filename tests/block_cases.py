@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from fastinception import GOOGLENET_BLOCKS, Inception
+from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
 
 from numerics import assert_close
 
@@ -36,6 +36,13 @@ def googlenet_cases(side: int = 4, batch: int = 2):
         _case(args, 5, (batch, args[0], side, side), "nhwc" if i % 2 else "nchw", name)
         for i, (name, (args, _)) in enumerate(GOOGLENET_BLOCKS.items())
     ]
+
+
+def seeded_pair(args, k3, dtype, seed, backend, device="cpu"):
+    """(FastInception on ``backend``, reference Inception) with the same seeded weights."""
+    torch.manual_seed(seed)
+    ref = Inception(*args, k3=k3, device=device, dtype=dtype)
+    return FastInception.from_module(ref, backend=backend), ref
 
 
 def make_input(shape, fmt, dtype=torch.float32, device="cpu", seed=0) -> torch.Tensor:

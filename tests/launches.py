@@ -9,6 +9,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from fastinception.kernels.common import interpreting
 
 
+# Ops that only allocate or view memory: anything else recorded in a triton pass is PyTorch compute.
+ALLOCATION_AND_VIEW_OPS = {"empty", "empty_strided", "slice", "select", "as_strided", "alias", "detach", "view", "t"}
+# The backward also allocates its gradient buffers like existing tensors and views a scratch buffer permuted.
+BACKWARD_BUFFER_OPS = ALLOCATION_AND_VIEW_OPS | {"empty_like", "new_empty", "permute"}
+
+
 class _OpRecorder(TorchDispatchMode):
     """Records aten ops, except while a kernel is being launched (the interpreter moves data with aten ops)."""
 

@@ -4,15 +4,11 @@ import torch
 
 from fastinception import FastInception, Inception
 
-from block_cases import check_against_float64, googlenet_cases, make_input, random_cases
+from block_cases import check_against_float64, googlenet_cases, make_input, random_cases, seeded_pair
 
 
 def _pair(args, k3, dtype, seed):
-    torch.manual_seed(seed)
-    ref = Inception(*args, k3=k3, dtype=dtype)
-    fast = FastInception(*args, k3=k3, backend="torch", dtype=dtype)
-    fast.load_state_dict(ref.state_dict())
-    return fast, ref
+    return seeded_pair(args, k3, dtype, seed, "torch")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])

@@ -6,19 +6,15 @@ from torch import nn
 
 from fastinception import BlockParams, FastInception, Inception, googlenet, inception
 
-from block_cases import check_against_float64, make_input, random_cases
-from launches import record_launches
+from block_cases import check_against_float64, make_input, random_cases, seeded_pair
+from launches import BACKWARD_BUFFER_OPS, record_launches
 from numerics import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-ALLOCATION_AND_VIEW_OPS = {"empty", "empty_like", "new_empty", "empty_strided", "slice", "select", "as_strided", "alias",
-                           "detach", "view", "t", "permute"}
 
 
 def _pair(args, k3, dtype, seed):
-    torch.manual_seed(seed)
-    ref = Inception(*args, k3=k3, device=DEVICE, dtype=dtype)
-    return FastInception.from_module(ref, backend="triton"), ref
+    return seeded_pair(args, k3, dtype, seed, "triton", DEVICE)
 
 
 @pytest.mark.parametrize("k3", [3, 5])
@@ -158,5 +154,5 @@ def test_backward_runs_triton_kernels_only():
     with record_launches() as log:
         y.backward(grad)
     assert log.launches > 0
-    compute = [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS]
+    compute = [op for op in log.ops if op not in BACKWARD_BUFFER_OPS]
     assert not compute, f"PyTorch ops in the triton backward: {compute}"

@@ -4,8 +4,8 @@ import torch
 
 from fastinception import FastInception, Inception
 
-from block_cases import check_against_float64, googlenet_cases, make_input, random_cases
-from launches import record_launches
+from block_cases import check_against_float64, googlenet_cases, make_input, random_cases, seeded_pair
+from launches import ALLOCATION_AND_VIEW_OPS, record_launches
 from numerics import assert_close
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -18,15 +18,10 @@ DTYPES = [
         marks=pytest.mark.skipif(DEVICE == "cpu", reason="bf16 gives wrong results under the Triton interpreter; tested on GPU"),
     ),
 ]
-# Ops that only allocate or view memory: everything else would be PyTorch compute inside the block.
-ALLOCATION_AND_VIEW_OPS = {"empty", "empty_strided", "slice", "select", "as_strided", "alias", "detach", "view", "t"}
 
 
 def _pair(args, k3, dtype, seed):
-    torch.manual_seed(seed)
-    ref = Inception(*args, k3=k3, device=DEVICE, dtype=dtype)
-    fast = FastInception.from_module(ref, backend="triton")
-    return fast, ref
+    return seeded_pair(args, k3, dtype, seed, "triton", DEVICE)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
