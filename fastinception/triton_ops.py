@@ -7,6 +7,7 @@ channel configuration is read off the weight shapes.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import List, Tuple
 
 import torch
@@ -25,10 +26,16 @@ def _empty_like_layout(x: Tensor, channels: int) -> Tensor:
 
 def _branch_slices(p: BlockParams) -> tuple:
     """Channel slices of p1..p4 in the block output, read off the weight shapes."""
-    spec = InceptionSpec(
+    return _slices_of(
         p.w1.shape[1], p.w1.shape[0], p.w2a.shape[0], p.w2b.shape[0], p.w3a.shape[0], p.w3b.shape[0], p.w4.shape[0],
         p.w2b.shape[-1], p.w3b.shape[-1],
     )
+
+
+@functools.lru_cache(maxsize=None)
+def _slices_of(*channels_and_kernels: int) -> tuple:
+    # Cached: this runs on every call, and a spec validates all its fields when built.
+    spec = InceptionSpec(*channels_and_kernels)
     return spec.p1, spec.p2, spec.p3, spec.p4
 
 
