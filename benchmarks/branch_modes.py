@@ -15,11 +15,11 @@ import sys
 import torch
 
 from fastinception import GOOGLENET_BLOCKS, FastInception
-from fastinception.bench_case import DTYPES
-from fastinception.machine import describe, machine_info
-from fastinception.streams import BRANCH_MODES
-from fastinception.timing import measure, ring_length
-from fastinception.tolerances import REL_TOL, rel_error
+from fastinception.bench.case import DTYPES
+from fastinception.bench.machine import describe, machine_info
+from fastinception.bench.timing import measure, ring_length
+from fastinception.ops.streams import BRANCH_MODES
+from fastinception.testing import REL_TOL, rel_error
 
 
 def time_modes(block: str, batch: int, dtype: torch.dtype, device: torch.device) -> dict:
@@ -28,7 +28,8 @@ def time_modes(block: str, batch: int, dtype: torch.dtype, device: torch.device)
     fast = FastInception(*args, backend="triton", device=device, dtype=dtype)
     shape = (batch, args[0], size, size)
     n = ring_length(batch * args[0] * size * size * torch.finfo(dtype).bits // 8, device)
-    ring = [torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last) for _ in range(n)]
+    cl = torch.channels_last
+    ring = [torch.randn(shape, device=device, dtype=dtype).contiguous(memory_format=cl) for _ in range(n)]
     row = {}
     with torch.no_grad():
         fast.branch_mode = "serial"

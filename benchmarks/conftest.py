@@ -6,7 +6,6 @@ batches 1/32/128, plus whole GoogLeNet; on CPU it shrinks to a few small fp32 ca
 """
 import pytest
 import torch
-
 from fastinception.kernels.common import use_interpreter_without_cuda
 
 # Before anything imports triton: importing fastinception does not.
@@ -16,9 +15,10 @@ if not torch.cuda.is_available():
     torch.set_num_threads(1)
 
 from contender_bench import DEVICE  # noqa: E402
-from fastinception.bench_case import DTYPES, Rates  # noqa: E402
-from fastinception.machine import machine_info as fastinception_machine_info  # noqa: E402
-from fastinception.roofline import measure_copy_bandwidth, measure_matrix_rate  # noqa: E402
+
+from fastinception.bench.case import DTYPES, Rates  # noqa: E402
+from fastinception.bench.machine import machine_info as fastinception_machine_info  # noqa: E402
+from fastinception.bench.roofline import measure_copy_bandwidth, measure_matrix_rate  # noqa: E402
 
 
 def pytest_addoption(parser):

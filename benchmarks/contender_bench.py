@@ -2,17 +2,25 @@
 
 Shared by the block and network benchmarks. The benchmark's own rounds run ``fn`` on a ring of inputs and,
 on GPU, synchronise after each call (so they include launch and sync overhead); the CUDA-event median of
-``fastinception.timing.measure`` (device time, rotated inputs) is stored in ``extra_info`` beside them.
+``fastinception.bench.timing.measure`` (device time, rotated inputs) is stored in ``extra_info`` beside them.
 """
 import pytest
 import torch
 
-from fastinception.bench_case import (
-    DTYPES, Case, case_inputs, float64_result, forward_or_backward, input_ring, make_item, max_rel_error, tolerance,
+from fastinception.bench.case import (
+    DTYPES,
+    Case,
+    case_inputs,
+    float64_result,
+    forward_or_backward,
+    input_ring,
+    make_item,
+    max_rel_error,
+    tolerance,
 )
-from fastinception.contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, UNAVAILABLE
-from fastinception.roofline import floor_seconds
-from fastinception.timing import measure, peak_memory_mib
+from fastinception.bench.contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, UNAVAILABLE
+from fastinception.bench.roofline import floor_seconds
+from fastinception.bench.timing import measure, peak_memory_mib
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 # The layout of torch.compile and FastInception; eager runs in both layouts as two contenders.

@@ -12,15 +12,17 @@ out=$(cd "$1" && pwd)
 cd "$(dirname "$0")/.."
 python=${PYTHON:-$(command -v python || command -v python3)}
 
-# The package maps kernels/ to fastinception.kernels only when installed: install it in place (no dependencies,
-# no network); if that is not possible, import it from a folder of links with the same layout.
+# The package maps kernels/ to fastinception.kernels only when installed: install it in place with the [bench]
+# extra (matplotlib, tqdm) from what the machine already has (--no-index: no network), else without its extras;
+# if that is not possible either, import it from a folder of links with the same layout.
 if ! "$python" -c "import fastinception.kernels" 2>/dev/null; then
-    "$python" -m pip install -q --no-deps --no-build-isolation -e . >"$out/pip.log" 2>&1 || true
+    "$python" -m pip install -q --no-index --no-build-isolation -e '.[bench]' >"$out/pip.log" 2>&1 ||
+        "$python" -m pip install -q --no-deps --no-build-isolation -e . >>"$out/pip.log" 2>&1 || true
 fi
 if ! "$python" -c "import fastinception.kernels" 2>/dev/null; then
     shim=$(mktemp -d)
     mkdir "$shim/fastinception"
-    ln -s "$PWD"/fastinception/*.py "$shim/fastinception/"
+    ln -s "$PWD"/fastinception/* "$shim/fastinception/"
     ln -s "$PWD/kernels" "$shim/fastinception/kernels"
     export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
     "$python" -c "import fastinception.kernels"

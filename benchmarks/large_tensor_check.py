@@ -12,7 +12,7 @@ import sys
 import torch
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
-from fastinception.tolerances import REL_TOL, rel_error
+from fastinception.testing import REL_TOL, rel_error
 
 
 def main(argv=None) -> int:
@@ -38,7 +38,8 @@ def main(argv=None) -> int:
         for i in (0, args.batch - 1):
             error = rel_error(out[i : i + 1], exact(x[i : i + 1].double()))
             ok &= error <= REL_TOL[torch.float16]
-            print(f"image {i}: relative error against the float64 reference {error:.2e} (fp16 tolerance {REL_TOL[torch.float16]:.0e})")
+            print(f"image {i}: relative error against the float64 reference {error:.2e} "
+                  f"(fp16 tolerance {REL_TOL[torch.float16]:.0e})")
     return 0 if ok else 1
 
 

@@ -1,8 +1,8 @@
 """One benchmark group per (block, pass, dtype, batch); one test per contender in each group."""
-from fastinception.bench_case import Case
-from fastinception.reference import GOOGLENET_BLOCKS
-
 from contender_bench import DEVICE, check_and_time, parametrize_contenders
+
+from fastinception.bench.case import Case
+from fastinception.models import GOOGLENET_BLOCKS
 
 if DEVICE.type == "cuda":
     CASES = [

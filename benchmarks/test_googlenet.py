@@ -2,9 +2,9 @@
 
 ``extra_info['images_per_s']`` is the throughput from the device-time median.
 """
-from fastinception.bench_case import NETWORK, Case
-
 from contender_bench import DEVICE, check_and_time, parametrize_contenders
+
+from fastinception.bench.case import NETWORK, Case
 
 if DEVICE.type == "cuda":
     CASES = [Case(NETWORK, pass_, dtype, batch) for pass_ in ("fwd", "fwdbwd") for dtype in ("fp16", "bf16")

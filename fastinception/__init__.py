@@ -1,10 +1,10 @@
 """fastinception: fused Triton kernels for the GoogLeNet/Inception block, as a drop-in PyTorch layer."""
-from .conversion_report import ConversionReport
-from .convert import convert
+from .convert import ConversionReport, convert
 from .functional import inception
-from .module import FastInception
+from .layer import FastInception
+from .models import GOOGLENET_BLOCKS, googlenet, googlenet_imagenet
 from .params import BlockParams
-from .reference import GOOGLENET_BLOCKS, Inception, googlenet, googlenet_imagenet
+from .reference import Inception
 from .spec import InceptionSpec
 
 __all__ = [

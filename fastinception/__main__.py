@@ -10,13 +10,15 @@ from .kernels.common import use_interpreter_without_cuda
 # first imported (importing fastinception does not import triton).
 use_interpreter_without_cuda()
 
-from . import bench, check, train  # noqa: E402
+from .bench import check as check_command  # noqa: E402
+from .bench import command as bench_command  # noqa: E402
+from .train import command as train_command  # noqa: E402
 
 # Each command: name -> (module with add_arguments(parser) and run(args) -> exit code, one-line help).
 COMMANDS = {
-    "check": (check, "compare FastInception with the reference block on this machine"),
-    "bench": (bench, "time FastInception against eager PyTorch and torch.compile; tables, JSON and charts"),
-    "train": (train, "train GoogLeNet on real data (scikit-learn digits, or Fashion-MNIST with --data)"),
+    "check": (check_command, "compare FastInception with the reference block on this machine"),
+    "bench": (bench_command, "time FastInception against eager PyTorch and torch.compile; tables, JSON and charts"),
+    "train": (train_command, "train GoogLeNet on real data (scikit-learn digits, or Fashion-MNIST with --data)"),
 }
 DEFAULT_COMMAND = "bench"
 

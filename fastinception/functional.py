@@ -4,11 +4,13 @@ from __future__ import annotations
 import torch
 
 from .autocast import autocast_dtype, cast_for_autocast
+from .ops.layout import memory_format_of
+from .ops.streams import check_branch_mode
+from .ops.torch_plan import inception_torch
+from .ops.triton_function import inception_triton
 from .params import BlockParams
 from .spec import InceptionSpec
-from .streams import check_branch_mode
-from .torch_backend import inception_torch
-from .validation import check_input, check_out, memory_format_of
+from .validation import check_input, check_out
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -64,7 +66,5 @@ def inception(
         check_out(out, x, spec)
     # Nothing to launch for an empty batch; the PyTorch ops still give it an autograd graph.
     if x.shape[0] != 0 and resolve_backend(backend, x) == "triton":
-        from .triton_function import inception_triton
-
         return inception_triton(x, params, out, deterministic=deterministic, branches=branches)
     return inception_torch(x, params, spec, out)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from typing import Sequence
+from collections.abc import Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ class InceptionSpec:
                 raise ValueError(f"Inception {name} must be an odd kernel size, got {getattr(self, name)}")
 
     @classmethod
-    def from_args(cls, in_channels, c1, c2: Sequence[int], c3: Sequence[int], c4, *, k2=3, k3=5) -> "InceptionSpec":
+    def from_args(cls, in_channels, c1, c2: Sequence[int], c3: Sequence[int], c4, *, k2=3, k3=5) -> InceptionSpec:
         """Build a spec from the d2l constructor arguments ``(in_channels, c1, (c2a, c2b), (c3a, c3b), c4)``."""
         c2a, c2b = _pair("c2", c2)
         c3a, c3b = _pair("c3", c3)

@@ -1,4 +1,4 @@
-"""Input checks that run before any work, and the output layout rule."""
+"""Input and ``out=`` checks, run once at the public boundary before any work."""
 from __future__ import annotations
 
 import torch
@@ -22,24 +22,6 @@ def check_input(x: torch.Tensor, spec: InceptionSpec, weight: torch.Tensor) -> N
         raise TypeError(f"Inception input dtype {x.dtype} differs from the parameters' dtype {weight.dtype}")
     if x.device != weight.device:
         raise RuntimeError(f"Inception input is on {x.device} but the parameters are on {weight.device}")
-
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    """Whether ``x`` is laid out channels-last: what the output should follow, as ``nn.Conv2d`` does.
-
-    With one pixel both layouts are the same, so contiguous is chosen. Otherwise the channel stride is compared
-    with the stride of the innermost spatial dimension of size > 1 (this also settles C == 1 tensors, which are
-    contiguous in both senses).
-    """
-    n, c, h, w = x.shape
-    if h * w == 1:
-        return False
-    spatial_stride = x.stride(3) if w > 1 else x.stride(2)
-    return x.stride(1) <= spatial_stride
-
-
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if is_channels_last(x) else torch.contiguous_format
 
 
 def check_out(out: torch.Tensor, x: torch.Tensor, spec: InceptionSpec) -> None:

@@ -1,11 +1,11 @@
 """Fused conv2d + bias + ReLU forward (stride 1, 'same' padding, odd square kernel) as an implicit GEMM.
 
-GEMM view: rows are the M = N*H*W output pixels, columns the Cout output channels, and the reduction
-runs over K = Cin*k*k as nested loops over (kh, kw) and blocks of input channels. Nested loops, not one
+GEMM view: rows are the P = N*H*W output pixels, columns the C_OUT output channels, and the reduction
+runs over K = C_IN*k*k as nested loops over (kh, kw) and blocks of input channels. Nested loops, not one
 flattened ``for ijk in range(KH*KW*K_BLOCKS)`` loop: the flattened form was miscompiled at num_warps=8
 (pytorch#173068).
 
-``conv2d_bias_relu_pair`` runs two such convs with the same pixels (the block's 3x3 on t2 and 5x5 on t3)
+``launch_conv2d_bias_relu_pair`` runs two such convs with the same pixels (the block's 3x3 on t2 and 5x5 on t3)
 in one grouped launch; both kernels share the ``conv_tile`` body.
 
 Every tensor comes with explicit strides, so NCHW, channels_last and channel-slice views need no copy.
@@ -14,13 +14,20 @@ Offsets are int64: tensors may exceed 2**31 elements.
 Precision: fp16/bf16/fp32 use ``tl.dot`` with an fp32 accumulator (tf32 for fp32 only when allowed).
 fp64 (used for gradcheck) accumulates in fp64 with ``tl.sum`` of a broadcast product instead of
 ``tl.dot``: fp64 dot support differs between Triton versions and GPUs, and the sum works everywhere.
+
+The launchers here check nothing (``checked.py`` validates the public entry points once).
 """
-import torch
 import triton
 import triton.language as tl
 
 from .launch import (
-    INTERPRET_CONFIG, autotuned_by_mma, check_config, check_same_dtype_and_device, check_shape, launch, mma_meta,
+    FP64_CONFIGS,
+    INTERPRET_CONFIG,
+    FitPrune,
+    launch,
+    mma_meta,
+    pixel_bucket,
+    strides,
     tile_grid,
 )
 from .tiles import bias_relu, mma, pc_ptrs, pixel_coords, program_tile
@@ -28,103 +35,60 @@ from .tiles import bias_relu, mma, pc_ptrs, pixel_coords, program_tile
 
 @triton.jit
 def conv_tile(
-    x_ptr, w_ptr, b_ptr, out_ptr, pid_m, pid_n,
-    M, H, W, Cin, Cout,
-    sxn, sxc, sxh, sxw,
-    swo, swi, swh, sww,
-    sb,
-    son, soc, soh, sow,
-    KS: tl.constexpr,
+    # pointers
+    x_ptr, w_ptr, b_ptr, out_ptr,
+    # this program's tile
+    pid_m, pid_n,
+    # sizes
+    P, H, W, C_IN, C_OUT,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+    stride_b,
+    stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+    # meta-parameters
+    KSIZE: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # out[pixel block pid_m, channel block pid_n] <- relu(conv2d + bias); the conv body of both kernels
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] pixels
-    mask_m = offs_m < M
+    mask_m = offs_m < P
     n_idx, oh, ow = pixel_coords(offs_m, H, W)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN]
-    mask_n = offs_n < Cout
+    mask_n = offs_n < C_OUT
     offs_k = tl.arange(0, BLOCK_K).to(tl.int64)  # [BK]
     # int64 pointer steps along channels (strides may arrive as int32 or as constexpr 1)
-    a_step = tl.full((), BLOCK_K, tl.int64) * sxc
-    b_step = tl.full((), BLOCK_K, tl.int64) * swi
+    a_step = tl.full((), BLOCK_K, tl.int64) * stride_x_c
+    b_step = tl.full((), BLOCK_K, tl.int64) * stride_w_i
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for kh in range(KS):
-        ih = oh + (kh - KS // 2)
+    for kh in range(KSIZE):
+        ih = oh + (kh - KSIZE // 2)
         row_h = mask_m & (ih >= 0) & (ih < H)
-        for kw in range(KS):
-            iw = ow + (kw - KS // 2)
+        for kw in range(KSIZE):
+            iw = ow + (kw - KSIZE // 2)
             row_ok = row_h & (iw >= 0) & (iw < W)  # [BM]; out-of-image taps are the zero padding
-            a_ptrs = x_ptr + (n_idx * sxn + ih * sxh + iw * sxw)[:, None] + offs_k[None, :] * sxc  # [BM, BK]
-            b_ptrs = w_ptr + (offs_n * swo + kh * swh + kw * sww)[None, :] + offs_k[:, None] * swi  # [BK, BN]
-            for c0 in range(0, Cin, BLOCK_K):
-                mask_k = (c0 + offs_k) < Cin
+            a_ptrs = (x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
+                      + offs_k[None, :] * stride_x_c)  # [BM, BK]
+            b_ptrs = (w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
+                      + offs_k[:, None] * stride_w_i)  # [BK, BN]
+            for c0 in range(0, C_IN, BLOCK_K):
+                mask_k = (c0 + offs_k) < C_IN
                 a = tl.load(a_ptrs, mask=row_ok[:, None] & mask_k[None, :], other=0.0)
                 b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
                 acc = mma(acc, a, b, USE_DOT, PRECISION)
                 a_ptrs += a_step
                 b_ptrs += b_step
 
-    acc = bias_relu(acc, tl.load(b_ptr + offs_n * sb, mask=mask_n, other=0.0).to(ACC_DTYPE))
-    tl.store(pc_ptrs(out_ptr, n_idx, oh, ow, offs_n, son, soc, soh, sow), acc.to(out_ptr.dtype.element_ty),
-             mask=mask_m[:, None] & mask_n[None, :])
+    acc = bias_relu(acc, tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE))
+    tl.store(pc_ptrs(out_ptr, n_idx, oh, ow, offs_n, stride_out_n, stride_out_c, stride_out_h, stride_out_w),
+             acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
-@triton.jit
-def _conv2d_bias_relu_kernel(
-    x_ptr, w_ptr, b_ptr, out_ptr,
-    M, H, W, Cin, Cout,
-    sxn, sxc, sxh, sxw,
-    swo, swi, swh, sww,
-    sb,
-    son, soc, soh, sow,
-    KS: tl.constexpr,
-    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    pid_m, pid_n, in_range = program_tile(tl.cdiv(Cout, BLOCK_N), M, BLOCK_M)
-    if in_range:
-        conv_tile(x_ptr, w_ptr, b_ptr, out_ptr, pid_m, pid_n, M, H, W, Cin, Cout,
-                  sxn, sxc, sxh, sxw, swo, swi, swh, sww, sb, son, soc, soh, sow,
-                  KS, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
-
-
-@triton.jit
-def _conv2d_bias_relu_pair_kernel(
-    xa_ptr, wa_ptr, ba_ptr, oa_ptr, xb_ptr, wb_ptr, bb_ptr, ob_ptr,
-    M, H, W, Cin_a, Cout_a, Cin_b, Cout_b,
-    sxn_a, sxc_a, sxh_a, sxw_a, swo_a, swi_a, swh_a, sww_a, sb_a, son_a, soc_a, soh_a, sow_a,
-    sxn_b, sxc_b, sxh_b, sxw_b, swo_b, swi_b, swh_b, sww_b, sb_b, son_b, soc_b, soh_b, sow_b,
-    KS_A: tl.constexpr, KS_B: tl.constexpr,
-    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    # Two problems with the same pixels (M = N*H*W), both Cout > 0. Flattened program ids [0, tiles_a) are
-    # problem a's tiles, the rest problem b's; within each, column blocks fastest as in program_tile.
-    pid = tl.program_id(1).to(tl.int64) * tl.num_programs(0) + tl.program_id(0)
-    num_n_a = tl.cdiv(Cout_a, BLOCK_N)
-    tiles_a = tl.cdiv(M, BLOCK_M) * num_n_a
-    if pid < tiles_a:
-        conv_tile(xa_ptr, wa_ptr, ba_ptr, oa_ptr, pid // num_n_a, pid % num_n_a, M, H, W, Cin_a, Cout_a,
-                  sxn_a, sxc_a, sxh_a, sxw_a, swo_a, swi_a, swh_a, sww_a, sb_a, son_a, soc_a, soh_a, sow_a,
-                  KS_A, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
-    else:
-        num_n_b = tl.cdiv(Cout_b, BLOCK_N)
-        pid_b = pid - tiles_a
-        pid_m = pid_b // num_n_b
-        # a grid spilled onto axis 1 rounds up past the last tile
-        if pid_m * BLOCK_M < M:
-            conv_tile(xb_ptr, wb_ptr, bb_ptr, ob_ptr, pid_m, pid_b % num_n_b, M, H, W, Cin_b, Cout_b,
-                      sxn_b, sxc_b, sxh_b, sxw_b, swo_b, swi_b, swh_b, sww_b, sb_b, son_b, soc_b, soh_b, sow_b,
-                      KS_B, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
-
-
-# ---------------------------------------------------------------------------------------------
-# launcher
-
-# tl.dot configs: large tiles for wide layers, BLOCK_K=16 for the narrow reduced inputs (c3a=16).
-_DOT_CONFIGS = [
+# tl.dot configs: large tiles for wide layers, BLOCK_K=16 for the narrow reduced inputs (c3a=16); fp64 tunes over
+# FP64_CONFIGS instead (FitPrune keeps one set by USE_DOT).
+CONV_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=4),
@@ -133,106 +97,178 @@ _DOT_CONFIGS = [
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=4),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=3),
 ]
-_AUTOTUNE_KEY = ["M", "Cout", "Cin", "KS", "sxc", "soc"]
-_autotuned_kernel = autotuned_by_mma(_conv2d_bias_relu_kernel, _DOT_CONFIGS, _AUTOTUNE_KEY)
-# one config serves both halves of a pair, tuned on both problems together
-_PAIR_AUTOTUNE_KEY = ["M", "Cin_a", "Cout_a", "KS_A", "sxc_a", "soc_a", "Cin_b", "Cout_b", "KS_B", "sxc_b", "soc_b"]
-_autotuned_pair_kernel = autotuned_by_mma(_conv2d_bias_relu_pair_kernel, _DOT_CONFIGS, _PAIR_AUTOTUNE_KEY)
 
 
-def _check_problem(x, weight, bias, out, names=("x", "weight", "bias", "out")):
-    """Shapes of one conv problem, its tensors called ``names`` in errors; returns (N, Cin, H, W, Cout, k)."""
-    xn, wn, bn, on = names
-    for name, t in ((xn, x), (wn, weight), (bn, bias), (on, out)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{xn} must be 4-D (N, Cin, H, W), got shape {tuple(x.shape)}")
-    if weight.dim() != 4:
-        raise ValueError(f"{wn} must be 4-D (Cout, Cin, k, k), got shape {tuple(weight.shape)}")
-    N, Cin, H, W = x.shape
-    Cout, w_cin, kh, kw = weight.shape
-    if w_cin != Cin:
-        raise ValueError(f"{wn} has {w_cin} input channels, {xn} has {Cin}")
-    if kh != kw or kh % 2 != 1:
-        raise ValueError(f"{wn} must have an odd square kernel (1, 3, 5, ...), got {kh}x{kw}")
-    check_shape(bn, bias, (Cout,))
-    check_shape(on, out, (N, Cout, H, W))
-    return N, Cin, H, W, Cout, kh
+@triton.autotune(
+    configs=CONV_CONFIGS + FP64_CONFIGS,
+    # the channel strides tell NCHW from channels_last: a different access pattern
+    key=["P_BUCKET", "C_OUT", "C_IN", "KSIZE", "stride_x_c", "stride_out_c"],
+    prune_configs_by={"early_config_prune": FitPrune(
+        stage_elems=lambda m, n, k: m * k + k * n,  # A [BM, BK] + B [BK, BN]
+        dtype_arg="x_ptr",
+        extents=lambda a: {"BLOCK_M": a["P_BUCKET"], "BLOCK_N": a["C_OUT"], "BLOCK_K": a["C_IN"]},
+    )},
+)
+@triton.jit(do_not_specialize=["P_BUCKET"])
+def _conv2d_bias_relu_kernel(
+    # pointers
+    x_ptr, w_ptr, b_ptr, out_ptr,
+    # sizes (P_BUCKET: autotune key only)
+    P, P_BUCKET, H, W, C_IN, C_OUT,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+    stride_b,
+    stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+    # meta-parameters
+    KSIZE: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m, pid_n, in_range = program_tile(tl.cdiv(C_OUT, BLOCK_N), P, BLOCK_M)
+    if in_range:
+        conv_tile(x_ptr, w_ptr, b_ptr, out_ptr,
+                  pid_m, pid_n,
+                  P, H, W, C_IN, C_OUT,
+                  stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+                  stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+                  stride_b,
+                  stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+                  KSIZE, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
-def _conv_args(x, weight, bias, out):
-    # per-problem kernel arguments after the pointers and M, H, W: channels, then every stride
-    return (x.shape[1], weight.shape[0]), (*x.stride(), *weight.stride(), bias.stride(0), *out.stride())
+# One config serves both halves of a pair, tuned on both problems together, over the single conv's configs.
+@triton.autotune(
+    configs=CONV_CONFIGS + FP64_CONFIGS,
+    key=["P_BUCKET", "C_IN_A", "C_OUT_A", "KSIZE_A", "stride_xa_c", "stride_outa_c",
+         "C_IN_B", "C_OUT_B", "KSIZE_B", "stride_xb_c", "stride_outb_c"],
+    prune_configs_by={"early_config_prune": FitPrune(
+        stage_elems=lambda m, n, k: m * k + k * n,  # A [BM, BK] + B [BK, BN], one half at a time
+        dtype_arg="xa_ptr",
+        extents=lambda a: {"BLOCK_M": a["P_BUCKET"], "BLOCK_N": max(a["C_OUT_A"], a["C_OUT_B"]),
+                           "BLOCK_K": max(a["C_IN_A"], a["C_IN_B"])},
+    )},
+)
+@triton.jit(do_not_specialize=["P_BUCKET"])
+def _conv2d_bias_relu_pair_kernel(
+    # pointers: problem a, then problem b
+    xa_ptr, wa_ptr, ba_ptr, outa_ptr,
+    xb_ptr, wb_ptr, bb_ptr, outb_ptr,
+    # sizes (P_BUCKET: autotune key only)
+    P, P_BUCKET, H, W, C_IN_A, C_OUT_A, C_IN_B, C_OUT_B,
+    # strides
+    stride_xa_n, stride_xa_c, stride_xa_h, stride_xa_w,
+    stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
+    stride_ba,
+    stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
+    stride_xb_n, stride_xb_c, stride_xb_h, stride_xb_w,
+    stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
+    stride_bb,
+    stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
+    # meta-parameters
+    KSIZE_A: tl.constexpr, KSIZE_B: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # Two problems with the same pixels (P = N*H*W), both C_OUT > 0. Flattened program ids [0, tiles_a) are
+    # problem a's tiles, the rest problem b's; within each, column blocks fastest as in program_tile.
+    pid = tl.program_id(1).to(tl.int64) * tl.num_programs(0) + tl.program_id(0)
+    num_n_a = tl.cdiv(C_OUT_A, BLOCK_N)
+    tiles_a = tl.cdiv(P, BLOCK_M) * num_n_a
+    if pid < tiles_a:
+        conv_tile(xa_ptr, wa_ptr, ba_ptr, outa_ptr,
+                  pid // num_n_a, pid % num_n_a,
+                  P, H, W, C_IN_A, C_OUT_A,
+                  stride_xa_n, stride_xa_c, stride_xa_h, stride_xa_w,
+                  stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
+                  stride_ba,
+                  stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
+                  KSIZE_A, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
+    else:
+        num_n_b = tl.cdiv(C_OUT_B, BLOCK_N)
+        pid_b = pid - tiles_a
+        pid_m = pid_b // num_n_b
+        # a grid spilled onto axis 1 rounds up past the last tile
+        if pid_m * BLOCK_M < P:
+            conv_tile(xb_ptr, wb_ptr, bb_ptr, outb_ptr,
+                      pid_m, pid_b % num_n_b,
+                      P, H, W, C_IN_B, C_OUT_B,
+                      stride_xb_n, stride_xb_c, stride_xb_h, stride_xb_w,
+                      stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
+                      stride_bb,
+                      stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
+                      KSIZE_B, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
-def conv2d_bias_relu(x, weight, bias, out, *, allow_tf32=False, config=None) -> torch.Tensor:
-    """out <- relu(conv2d(x, weight, bias, stride=1, padding=k//2)), one kernel launch.
+# ---------------------------------------------------------------------------------------------
+# launchers (unchecked)
 
-    x: (N, Cin, H, W); weight: (Cout, Cin, k, k) with k odd; bias: (Cout,); out: (N, Cout, H, W).
+def _conv_args(suffix, x, weight, bias, out):
+    # one problem's pointers, channels and strides, named as the kernels name them (suffix "" or "a" / "b")
+    up = f"_{suffix.upper()}" if suffix else ""
+    return {
+        f"x{suffix}_ptr": x, f"w{suffix}_ptr": weight, f"b{suffix}_ptr": bias, f"out{suffix}_ptr": out,
+        f"C_IN{up}": x.shape[1], f"C_OUT{up}": weight.shape[0],
+        **strides(f"x{suffix}", x), **strides(f"w{suffix}", weight, "oihw"), **strides(f"b{suffix}", bias),
+        **strides(f"out{suffix}", out),
+    }
+
+
+def launch_conv2d_bias_relu(x, weight, bias, out, *, allow_tf32=False, config=None):
+    """out <- relu(conv2d(x, weight, bias, stride=1, padding=k//2)), one kernel launch. Unchecked: arguments as
+    ``checked.conv2d_bias_relu`` validates them.
+
+    x: (N, C_IN, H, W); weight: (C_OUT, C_IN, k, k) with k odd; bias: (C_OUT,); out: (N, C_OUT, H, W).
     Any strides (NCHW, channels_last, channel slices). ``config``: None (autotuned on GPU, a small
     fixed tile under the interpreter) or {"BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"};
     a forced fp64 tile should stay small (fp64 holds a BLOCK_M x BLOCK_K x BLOCK_N product in registers).
     Returns out.
     """
-    N, _, H, W, Cout, k = _check_problem(x, weight, bias, out)
-    check_same_dtype_and_device({"x": x, "weight": weight, "bias": bias, "out": out})
-    if config is not None:
-        check_config(config)
-
-    M = N * H * W
+    N, _, H, W = x.shape
+    C_OUT = weight.shape[0]
+    P = N * H * W
     if out.numel() == 0:
         return out
-
-    channels, strides = _conv_args(x, weight, bias, out)
-    args = (x, weight, bias, out, M, H, W, *channels, *strides)
-    meta = dict(KS=k, **mma_meta(x.dtype, allow_tf32))
-    launch(_conv2d_bias_relu_kernel, _autotuned_kernel(meta["USE_DOT"]),
-           lambda META: tile_grid(M, Cout, META["BLOCK_M"], META["BLOCK_N"]), args, meta, config, INTERPRET_CONFIG)
+    kwargs = dict(**_conv_args("", x, weight, bias, out), P=P, P_BUCKET=pixel_bucket(P), H=H, W=W,
+                  KSIZE=weight.shape[2], **mma_meta(x.dtype, allow_tf32))
+    launch(_conv2d_bias_relu_kernel, lambda META: tile_grid(P, C_OUT, META["BLOCK_M"], META["BLOCK_N"]), kwargs,
+           config, INTERPRET_CONFIG)
     return out
 
 
-def conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, allow_tf32=False, config=None) -> None:
+def launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, allow_tf32=False,
+                                 config=None) -> None:
     """ONE launch computing out_a <- relu(conv2d(x_a, w_a, b_a, padding k_a//2)) and
     out_b <- relu(conv2d(x_b, w_b, b_b, padding k_b//2)): the block's 3x3 and 5x5 convs as one grouped launch.
+    Unchecked: arguments as ``checked.conv2d_bias_relu_pair`` validates them.
 
     Same N, H, W, dtype and device for both problems; channel counts and odd kernel sizes may differ; any
     strides for every tensor. The grid is the two problems' tile grids end to end: flattened program ids
     below problem a's tile count work on a, the rest on b (k_a and k_b are constexpr, so each path's loops
-    are specialised). ``config`` as in ``conv2d_bias_relu``, one tile for both halves. An empty problem is
+    are specialised). ``config`` as in ``launch_conv2d_bias_relu``, one tile for both halves. An empty problem is
     skipped: the other then runs alone in the single-problem kernel (still one launch); nothing launches when
     both are empty.
     """
-    N, _, H, W, Cout_a, k_a = _check_problem(x_a, w_a, b_a, out_a, ("x_a", "w_a", "b_a", "out_a"))
-    shape_b = _check_problem(x_b, w_b, b_b, out_b, ("x_b", "w_b", "b_b", "out_b"))
-    if (shape_b[0], shape_b[2], shape_b[3]) != (N, H, W):
-        raise ValueError(f"x_a and x_b must have the same N, H, W, got {tuple(x_a.shape)} and {tuple(x_b.shape)}")
-    Cout_b, k_b = shape_b[4], shape_b[5]
-    check_same_dtype_and_device({"x_a": x_a, "w_a": w_a, "b_a": b_a, "out_a": out_a,
-                                 "x_b": x_b, "w_b": w_b, "b_b": b_b, "out_b": out_b})
-    if config is not None:
-        check_config(config)
-
-    M = N * H * W
-    if M == 0 or (Cout_a == 0 and Cout_b == 0):
+    N, _, H, W = x_a.shape
+    C_OUT_A, C_OUT_B = w_a.shape[0], w_b.shape[0]
+    P = N * H * W
+    if P == 0 or (C_OUT_A == 0 and C_OUT_B == 0):
         return
     # the pair kernel assumes both halves have column blocks
-    if Cout_b == 0:
-        conv2d_bias_relu(x_a, w_a, b_a, out_a, allow_tf32=allow_tf32, config=config)
+    if C_OUT_B == 0:
+        launch_conv2d_bias_relu(x_a, w_a, b_a, out_a, allow_tf32=allow_tf32, config=config)
         return
-    if Cout_a == 0:
-        conv2d_bias_relu(x_b, w_b, b_b, out_b, allow_tf32=allow_tf32, config=config)
+    if C_OUT_A == 0:
+        launch_conv2d_bias_relu(x_b, w_b, b_b, out_b, allow_tf32=allow_tf32, config=config)
         return
 
-    channels_a, strides_a = _conv_args(x_a, w_a, b_a, out_a)
-    channels_b, strides_b = _conv_args(x_b, w_b, b_b, out_b)
-    args = (x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, M, H, W, *channels_a, *channels_b, *strides_a, *strides_b)
-    meta = dict(KS_A=k_a, KS_B=k_b, **mma_meta(x_a.dtype, allow_tf32))
+    kwargs = dict(**_conv_args("a", x_a, w_a, b_a, out_a), **_conv_args("b", x_b, w_b, b_b, out_b),
+                  P=P, P_BUCKET=pixel_bucket(P), H=H, W=W, KSIZE_A=w_a.shape[2], KSIZE_B=w_b.shape[2],
+                  **mma_meta(x_a.dtype, allow_tf32))
 
     def grid(META):
         # problem a's columns rounded up to whole column blocks, then b's: both tile grids, end to end
         bn = META["BLOCK_N"]
-        return tile_grid(M, triton.cdiv(Cout_a, bn) * bn + Cout_b, META["BLOCK_M"], bn)
+        return tile_grid(P, triton.cdiv(C_OUT_A, bn) * bn + C_OUT_B, META["BLOCK_M"], bn)
 
-    launch(_conv2d_bias_relu_pair_kernel, _autotuned_pair_kernel(meta["USE_DOT"]), grid, args, meta, config,
-           INTERPRET_CONFIG)
+    launch(_conv2d_bias_relu_pair_kernel, grid, kwargs, config, INTERPRET_CONFIG)

@@ -1,71 +1,22 @@
-"""Launcher helpers shared by the kernel modules: argument checks, tile configs, grids and the launch itself."""
+"""Launch helpers shared by the kernel modules: tile configs and their pruning, autotune keys, keyword arguments,
+grids and the launch itself.
+
+Nothing here validates arguments: the checked entry points (``checked.py``) do that once, and the unchecked
+launchers the ops call run only this, on the hot path.
+"""
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
-from .common import SUPPORTED_DTYPES, dot_precision, interpreting, require_launchable
+from .common import dot_precision, interpreting
 
 # Grid axis 0 holds up to 2**31-1 programs; anything beyond spills onto axis 1.
 MAX_GRID0 = 2**31 - 1
-_BLOCK_KEYS = {"BLOCK_M", "BLOCK_N", "BLOCK_K"}
-_CONFIG_KEYS = _BLOCK_KEYS | {"num_warps", "num_stages"}
-
 
 # ---------------------------------------------------------------------------------------------
-# argument checks
-
-def check_shape(name, t, expected):
-    if tuple(t.shape) != tuple(expected):
-        raise ValueError(f"{name} must have shape {tuple(expected)}, got {tuple(t.shape)}")
-
-
-def check_same_dtype_and_device(tensors: dict):
-    """Same dtype (a supported one) and same device for every tensor; launchable there."""
-    dtypes = {name: t.dtype for name, t in tensors.items()}
-    first = next(iter(dtypes.values()))
-    if any(d != first for d in dtypes.values()):
-        raise ValueError(f"all tensors must have the same dtype, got {dtypes}")
-    if first not in SUPPORTED_DTYPES:
-        raise ValueError(f"dtype must be one of {SUPPORTED_DTYPES}, got {first}")
-    devices = {name: t.device for name, t in tensors.items()}
-    if len(set(devices.values())) != 1:
-        raise ValueError(f"all tensors must be on the same device, got {devices}")
-    require_launchable(*tensors.values())
-
-
-def check_tensor(name, t, shape, dtype=None, device=None, dtypes=SUPPORTED_DTYPES):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
-    if t.dtype not in dtypes:
-        raise TypeError(f"{name}: expected a dtype in {[str(d) for d in dtypes]}, got {t.dtype}")
-    if dtype is not None and t.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {t.dtype}")
-    if device is not None and t.device != device:
-        raise ValueError(f"{name}: expected device {device}, got {t.device}")
-
-
-def check_4d(name, t):
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != 4:
-        raise ValueError(f"{name}: expected a 4-d (N, C, H, W) tensor, got shape {tuple(t.shape)}")
-    if t.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(f"{name}: expected a dtype in {[str(d) for d in SUPPORTED_DTYPES]}, got {t.dtype}")
-
-
-def check_config(config):
-    missing = _BLOCK_KEYS - set(config)
-    if missing:
-        raise ValueError(f"config must give BLOCK_M, BLOCK_N and BLOCK_K, missing {sorted(missing)}")
-    unknown = set(config) - _CONFIG_KEYS
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(unknown)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# precision, configs, grids, launch
+# fixed configs and precision
 
 # Under the interpreter every program runs in Python: small fixed tiles keep tests fast.
 INTERPRET_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}
@@ -73,7 +24,8 @@ INTERPRET_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}
 INTERPRET_WGRAD_CONFIG = {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}
 # what a forced backward config leaves out
 BACKWARD_CONFIG_DEFAULTS = {"num_warps": 4, "num_stages": 2}
-# fp64 without tl.dot multiplies a [BM, BK, BN] broadcast in registers: keep that product small.
+# fp64 without tl.dot multiplies a [BM, BK, BN] broadcast in registers: keep that product small. The forward
+# kernels tune over their tl.dot configs plus these; FitPrune keeps one set or the other by USE_DOT.
 FP64_CONFIGS = [
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 8}, num_warps=4, num_stages=2),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 4}, num_warps=4, num_stages=2),
@@ -95,38 +47,111 @@ def mma_meta(dtype, allow_tf32):
     return dict(USE_DOT=dtype != torch.float64, PRECISION=dot_precision(dtype, allow_tf32), ACC_DTYPE=acc_dtype(dtype))
 
 
-def autotuned_by_mma(kernel, dot_configs, key):
-    """``use_dot -> kernel`` autotuned over ``dot_configs`` (tl.dot) or FP64_CONFIGS, each built on first use
-    from the one @triton.jit function; dtypes join the key automatically."""
-    built = {}
+# ---------------------------------------------------------------------------------------------
+# keyword arguments
 
-    def get(use_dot):
-        if use_dot not in built:
-            built[use_dot] = triton.autotune(configs=dot_configs if use_dot else FP64_CONFIGS, key=key)(kernel)
-        return built[use_dot]
-    return get
-
-
-def gemm_configs(shapes, pre_hook=None):
-    """triton.Configs from (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) tuples."""
-    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=w, num_stages=s, pre_hook=pre_hook)
-            for (m, n, k, w, s) in shapes]
+def strides(name, t, dims="nchw"):
+    """``{"stride_<name>_<dim>": stride}`` of ``t``, its dimensions named by ``dims`` ("nchw" for activations,
+    "oihw" for weights, "oi" for the first two of a 1x1 weight); a 1-D tensor (a bias) gives ``{"stride_<name>":
+    stride}``. ``t`` None (an absent optional tensor) gives zeros."""
+    if t is not None and t.dim() == 1:
+        return {f"stride_{name}": t.stride(0)}
+    values = t.stride() if t is not None else (0,) * len(dims)
+    return {f"stride_{name}_{d}": s for d, s in zip(dims, values)}
 
 
-def zero_partials(nargs):
-    nargs["part_ptr"].zero_()
+# ---------------------------------------------------------------------------------------------
+# autotune keys and config pruning
+
+def pixel_bucket(P):
+    """The pixel count P rounded up to a power of two: the autotune key (kernel argument ``P_BUCKET``, used only as
+    a key), so a new batch size within a bucket reuses the config tuned for it instead of tuning again."""
+    return 1 << max(P - 1, 0).bit_length()
 
 
-def autotuned_partials(kernel, shapes, key):
-    """(deterministic, atomic) autotuned variants of a weight-gradient kernel. In the atomic one every config
-    zeroes the accumulator before every run, benchmark runs and the final run alike."""
-    return (triton.autotune(configs=gemm_configs(shapes), key=key)(kernel),
-            triton.autotune(configs=gemm_configs(shapes, pre_hook=zero_partials), key=key)(kernel))
+# The opt-in shared memory per block of an sm_90 GPU (H100/H200): the limit assumed when no device can be asked.
+SM90_SHARED_MEMORY = 227 * 1024
 
 
-def tile_grid(M, num_cols, block_m, block_n):
-    """1-D tile count of an M x num_cols problem, spread over grid axes 0 and 1."""
-    total = triton.cdiv(M, block_m) * triton.cdiv(num_cols, block_n)
+@functools.cache
+def device_shared_memory(index: int) -> int:
+    """Shared memory a block may use on CUDA device ``index``, as Triton's driver reports it."""
+    try:
+        return int(triton.runtime.driver.active.utils.get_device_properties(index)["max_shared_mem"])
+    except Exception:  # no driver, or a Triton that names it differently: assume sm_90
+        return SM90_SHARED_MEMORY
+
+
+def _shared_memory_limit(args):
+    for v in args.values():
+        if isinstance(v, torch.Tensor) and v.is_cuda:
+            return device_shared_memory(v.device.index if v.device.index is not None else torch.cuda.current_device())
+    return SM90_SHARED_MEMORY
+
+
+def is_fp64_config(config):
+    return any(config is c for c in FP64_CONFIGS)
+
+
+class FitPrune:
+    """``early_config_prune`` of a kernel's autotuner (``prune_configs_by={"early_config_prune": FitPrune(...)}``).
+
+    1. Forward kernels (which take USE_DOT): the tl.dot configs, or FP64_CONFIGS for fp64.
+    2. Configs whose shared memory cannot fit the device are dropped. Estimate: num_stages - 1 buffers (at least
+       one) of one pipeline stage's loaded tiles, ``stage_elems(BLOCK_M, BLOCK_N, BLOCK_K)`` elements of
+       ``dtype_arg``'s element size. That is what Triton's pipeliner allocates (wgmma takes one buffer more, and
+       layout conversions take scratch): a lower bound (at or below what Triton 3.9 allocated in each of 44 offline
+       sm_90 compiles of these kernels' configs, fp16 to fp64), so only configs that cannot fit are dropped; one
+       that still runs out fails to compile, and the autotuner skips it. When none fits, the config with the
+       smallest estimate is kept.
+    3. ``extents(args)`` maps BLOCK_M/N/K to the problem's extent along them: a config whose tile is larger than
+       that extent rounded up to a power of two (and than the smallest candidate tile) is mostly padding and is
+       dropped, unless nothing would be left.
+
+    Every argument read here is in the kernel's autotune key (bucketed pixel count, channels, dtypes), so the
+    result is the same for every call that shares a key (on one kind of device: the limit is not in the key).
+    """
+
+    def __init__(self, stage_elems, dtype_arg, extents=None):
+        self.stage_elems = stage_elems
+        self.dtype_arg = dtype_arg
+        self.extents = extents
+
+    def shared_memory(self, config, args):
+        """Estimated shared-memory bytes of ``config`` for a launch with arguments ``args``."""
+        m, n, k = (config.kwargs[b] for b in ("BLOCK_M", "BLOCK_N", "BLOCK_K"))
+        buffers = max(config.num_stages - 1, 1)
+        return buffers * self.stage_elems(m, n, k) * args[self.dtype_arg].element_size()
+
+    def __call__(self, configs, named_args, **kwargs):
+        args = {**named_args, **kwargs}  # keyword launches come as kwargs
+        if "USE_DOT" in args:
+            configs = [c for c in configs if is_fp64_config(c) != bool(args["USE_DOT"])]
+        limit = _shared_memory_limit(args)
+        fitting = [c for c in configs if self.shared_memory(c, args) <= limit]
+        if not fitting:
+            fitting = [min(configs, key=lambda c: self.shared_memory(c, args))]
+        if self.extents is None:
+            return fitting
+        smallest = {b: min(c.kwargs[b] for c in fitting) for b in self.extents(args)}
+        needed = {b: max(triton.next_power_of_2(max(int(e), 1)), smallest[b]) for b, e in self.extents(args).items()}
+        snug = [c for c in fitting if all(c.kwargs[b] <= need for b, need in needed.items())]
+        return snug or fitting
+
+
+def zero_if_atomic(nargs):
+    """Config pre_hook of the weight-gradient kernels: with ATOMIC every run accumulates into one row, so every run,
+    benchmark and final alike, starts from zeros; the deterministic variant writes its own chunk rows."""
+    if nargs["ATOMIC"]:
+        nargs["part_ptr"].zero_()
+
+
+# ---------------------------------------------------------------------------------------------
+# grids and the launch
+
+def tile_grid(P, num_cols, block_m, block_n):
+    """1-D tile count of a P x num_cols problem, spread over grid axes 0 and 1."""
+    total = triton.cdiv(P, block_m) * triton.cdiv(num_cols, block_n)
     g0 = min(total, MAX_GRID0)
     return (g0, triton.cdiv(total, g0))
 
@@ -138,15 +163,16 @@ def pixel_channel_grid(P, channels):
     return grid
 
 
-def launch(kernel, tuned, grid, args, consts, config, interp_config, config_defaults=None):
-    """Launch ``kernel`` with ``config`` (a dict), the interpreter's fixed tile, or ``tuned`` (autotuned) on GPU.
+def launch(tuned, grid, kwargs, config, interp_config, config_defaults=None):
+    """Launch the autotuned kernel ``tuned`` with keyword arguments ``kwargs``: autotuned on GPU, or its
+    @triton.jit function (``tuned.fn``) with ``config`` (a dict, checked by the caller) or, under the interpreter,
+    the fixed ``interp_config``.
 
     ``grid`` maps the meta-parameters (BLOCK_M, BLOCK_N, ...) to the launch grid; ``config_defaults`` fills
     num_warps / num_stages a forced config leaves out."""
     if config is None and interpreting():
         config = interp_config
     if config is None:
-        tuned[grid](*args, **consts)
-        return
-    check_config(config)
-    kernel[grid](*args, **consts, **{**(config_defaults or {}), **config})
+        tuned[grid](**kwargs)
+    else:
+        tuned.fn[grid](**kwargs, **{**(config_defaults or {}), **config})

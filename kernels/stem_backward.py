@@ -10,31 +10,64 @@ grad_t2 / grad_t3 already pre-activation gradients:
 The three gradient blocks and weights are read from their own pointers and strides (no concatenation); the pool is
 recomputed while loading, never stored. The max-pool backward is a gather that reproduces PyTorch's argmax rule.
 ReLU masks zero a gradient where the saved output is ``<= 0``, as PyTorch's ReLU backward does.
+In the kernels g1 / g2 / g3 / g4 are grad_out1 / grad_t2 / grad_t3 / grad_out4, w2 / w3 are W2a / W3a.
+The launchers here check nothing (``checked.py`` validates the public entry points once).
 """
 import torch
 import triton
 import triton.language as tl
 
-from .common import dot_precision, require_launchable
-from .conv2d_backward import launch_input_grad, partial_buffer, pixel_splits, reduce_partials
+from .common import dot_precision
+from .conv2d_backward import launch_dgrad, partial_buffer, pixel_splits, reduce_partials
 from .launch import (
-    BACKWARD_CONFIG_DEFAULTS, INTERPRET_CONFIG, INTERPRET_WGRAD_CONFIG, acc_dtype, autotuned_partials, check_4d,
-    check_tensor, gemm_configs, launch, partial_dtype, pixel_channel_grid,
+    BACKWARD_CONFIG_DEFAULTS,
+    INTERPRET_CONFIG,
+    INTERPRET_WGRAD_CONFIG,
+    FitPrune,
+    acc_dtype,
+    launch,
+    partial_dtype,
+    pixel_bucket,
+    pixel_channel_grid,
+    strides,
+    zero_if_atomic,
 )
 from .tiles import (
-    chunk_row, cp_ptrs, dgrad_channels, maxpool3x3_pc, pc_ptrs, pixel_coords, relu_grad_cp, store_partial,
+    chunk_row,
+    cp_ptrs,
+    dgrad_channels,
+    maxpool3x3_pc,
+    pc_ptrs,
+    pixel_coords,
+    relu_grad_cp,
+    store_partial,
 )
 
 
 @triton.jit
-def _dgrad_segment(acc, g_ptr, s_g_n, s_g_c, s_g_h, s_g_w, o_ptr, s_o_n, s_o_c, s_o_h, s_o_w,
-                   w_ptr, s_w_o, s_w_i, C, img, oh, ow, m_ok, offs_n, n_ok,
-                   MASKED: tl.constexpr, PREC: tl.constexpr, BLOCK_K: tl.constexpr):
-    # acc[BM pixels, BN in-channels] += (g * (o > 0 if MASKED))[BM, C] @ w[C, BN] (w read as (C, Cin, 1, 1)).
-    g_row = img * s_g_n + oh * s_g_h + ow * s_g_w
-    o_row = img * s_o_n + oh * s_o_h + ow * s_o_w
-    return dgrad_channels(acc, g_ptr, g_row, s_g_c, o_ptr, o_row, s_o_c, w_ptr, s_w_o, s_w_i, C, m_ok, offs_n, n_ok,
-                          MASKED, PREC, BLOCK_K)
+def _dgrad_segment(
+    acc,
+    # pointers
+    g_ptr, out_ptr, w_ptr,
+    # tile: pixel coordinates and mask [BM], input channels and mask [BN]
+    img, oh, ow, m_ok, offs_n, n_ok,
+    # sizes
+    C,
+    # strides
+    stride_g_n, stride_g_c, stride_g_h, stride_g_w,
+    stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+    stride_w_o, stride_w_i,
+    # meta-parameters
+    MASKED: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # acc[BM pixels, BN in-channels] += (g * (out > 0 if MASKED))[BM, C] @ w[C, BN] (w read as (C, C_IN, 1, 1)).
+    g_row = img * stride_g_n + oh * stride_g_h + ow * stride_g_w
+    out_row = img * stride_out_n + oh * stride_out_h + ow * stride_out_w
+    return dgrad_channels(acc, g_ptr, out_ptr, w_ptr,
+                          g_row, out_row, m_ok, offs_n, n_ok,
+                          C,
+                          stride_g_c, stride_out_c, stride_w_o, stride_w_i,
+                          MASKED, PRECISION, BLOCK_K)
 
 
 @triton.jit
@@ -54,18 +87,43 @@ def _add_window(acc, dpool_ptr, beaten, img, ch, cw, H, W, C_IN, m_ok, offs_n, n
     return acc + d.to(acc.dtype)
 
 
-@triton.jit
+# The pool-backward epilogue keeps about a dozen [BLOCK_M, BLOCK_N] masks live: tiles of at most 16 elements per
+# thread keep it out of register spills (a 128x64 tile on 4 warps took ptxas about 90 s, 64x32 about 8 s).
+STEM_DGRAD_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=4),
+]
+
+
+@triton.autotune(
+    configs=STEM_DGRAD_CONFIGS,
+    key=["P_BUCKET", "C_IN", "C1", "C2", "C3"],
+    prune_configs_by={"early_config_prune": FitPrune(
+        # one segment's loop at a time: g and out [BM, BK] + W [BK, BN]
+        stage_elems=lambda m, n, k: 2 * m * k + k * n,
+        dtype_arg="x_ptr",
+        extents=lambda a: {"BLOCK_M": a["P_BUCKET"], "BLOCK_N": a["C_IN"], "BLOCK_K": max(a["C1"], a["C2"], a["C3"])},
+    )},
+)
+@triton.jit(do_not_specialize=["P_BUCKET"])
 def _stem_dgrad_kernel(
-    x_ptr, g1_ptr, o1_ptr, g2_ptr, g3_ptr, w1_ptr, w2_ptr, w3_ptr, dpool_ptr, gx_ptr,
-    P, H, W, C_IN, C1, C2, C3,
-    s_x_n, s_x_c, s_x_h, s_x_w,
-    s_g1_n, s_g1_c, s_g1_h, s_g1_w,
-    s_o1_n, s_o1_c, s_o1_h, s_o1_w,
-    s_g2_n, s_g2_c, s_g2_h, s_g2_w,
-    s_g3_n, s_g3_c, s_g3_h, s_g3_w,
-    s_w1_o, s_w1_i, s_w2_o, s_w2_i, s_w3_o, s_w3_i,
-    s_gx_n, s_gx_c, s_gx_h, s_gx_w,
-    PREC: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    # pointers
+    x_ptr, g1_ptr, out1_ptr, g2_ptr, g3_ptr, w1_ptr, w2_ptr, w3_ptr, dpool_ptr, gx_ptr,
+    # sizes (P_BUCKET: autotune key only)
+    P, P_BUCKET, H, W, C_IN, C1, C2, C3,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_g1_n, stride_g1_c, stride_g1_h, stride_g1_w,
+    stride_out1_n, stride_out1_c, stride_out1_h, stride_out1_w,
+    stride_g2_n, stride_g2_c, stride_g2_h, stride_g2_w,
+    stride_g3_n, stride_g3_c, stride_g3_h, stride_g3_w,
+    stride_w1_o, stride_w1_i, stride_w2_o, stride_w2_i, stride_w3_o, stride_w3_i,
+    stride_gx_n, stride_gx_c, stride_gx_h, stride_gx_w,
+    # meta-parameters
+    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # Tile: BLOCK_M pixels x BLOCK_N input channels of grad_x; K = C1 + C2 + C3 in three segments.
@@ -79,12 +137,21 @@ def _stem_dgrad_kernel(
     img, oh, ow = pixel_coords(offs_m, H, W)
 
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
-    acc = _dgrad_segment(acc, g1_ptr, s_g1_n, s_g1_c, s_g1_h, s_g1_w, o1_ptr, s_o1_n, s_o1_c, s_o1_h, s_o1_w,
-                         w1_ptr, s_w1_o, s_w1_i, C1, img, oh, ow, m_ok, offs_n, n_ok, True, PREC, BLOCK_K)
-    acc = _dgrad_segment(acc, g2_ptr, s_g2_n, s_g2_c, s_g2_h, s_g2_w, g2_ptr, s_g2_n, s_g2_c, s_g2_h, s_g2_w,
-                         w2_ptr, s_w2_o, s_w2_i, C2, img, oh, ow, m_ok, offs_n, n_ok, False, PREC, BLOCK_K)
-    acc = _dgrad_segment(acc, g3_ptr, s_g3_n, s_g3_c, s_g3_h, s_g3_w, g3_ptr, s_g3_n, s_g3_c, s_g3_h, s_g3_w,
-                         w3_ptr, s_w3_o, s_w3_i, C3, img, oh, ow, m_ok, offs_n, n_ok, False, PREC, BLOCK_K)
+    acc = _dgrad_segment(acc, g1_ptr, out1_ptr, w1_ptr, img, oh, ow, m_ok, offs_n, n_ok, C1,
+                         stride_g1_n, stride_g1_c, stride_g1_h, stride_g1_w,
+                         stride_out1_n, stride_out1_c, stride_out1_h, stride_out1_w,
+                         stride_w1_o, stride_w1_i,
+                         True, PRECISION, BLOCK_K)
+    acc = _dgrad_segment(acc, g2_ptr, g2_ptr, w2_ptr, img, oh, ow, m_ok, offs_n, n_ok, C2,
+                         stride_g2_n, stride_g2_c, stride_g2_h, stride_g2_w,
+                         stride_g2_n, stride_g2_c, stride_g2_h, stride_g2_w,
+                         stride_w2_o, stride_w2_i,
+                         False, PRECISION, BLOCK_K)
+    acc = _dgrad_segment(acc, g3_ptr, g3_ptr, w3_ptr, img, oh, ow, m_ok, offs_n, n_ok, C3,
+                         stride_g3_n, stride_g3_c, stride_g3_h, stride_g3_w,
+                         stride_g3_n, stride_g3_c, stride_g3_h, stride_g3_w,
+                         stride_w3_o, stride_w3_i,
+                         False, PRECISION, BLOCK_K)
 
     if dpool_ptr is not None:
         # Max-pool backward as a gather: pixel q receives dpool[c] from every window centre c (|c - q| <= 1, in the
@@ -94,7 +161,7 @@ def _stem_dgrad_kernel(
         # non-NaN q, any NaN, a p before q with p >= q, or a p after q with p > q. Row-major order does not depend
         # on the window, so each of the 24 neighbours in q's 5x5 neighbourhood is loaded once and its defeat ORed
         # into the (up to 9) windows that contain it: 25 loads instead of 81.
-        xq = tl.load(pc_ptrs(x_ptr, img, oh, ow, offs_n, s_x_n, s_x_c, s_x_h, s_x_w),
+        xq = tl.load(pc_ptrs(x_ptr, img, oh, ow, offs_n, stride_x_n, stride_x_c, stride_x_h, stride_x_w),
                      mask=m_ok[:, None] & n_ok[None, :], other=0.0)
         q_num = xq == xq  # q is not NaN
         # beaten_AB: the window centred at q + (A - 1, B - 1) has an argmax other than q
@@ -113,7 +180,7 @@ def _stem_dgrad_kernel(
                     ih = oh + (a - 2)
                     iw = ow + (b - 2)
                     ok = m_ok & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-                    v = tl.load(pc_ptrs(x_ptr, img, ih, iw, offs_n, s_x_n, s_x_c, s_x_h, s_x_w),
+                    v = tl.load(pc_ptrs(x_ptr, img, ih, iw, offs_n, stride_x_n, stride_x_c, stride_x_h, stride_x_w),
                                 mask=ok[:, None] & n_ok[None, :], other=0.0)
                     v_nan = v != v
                     if (a < 2) | ((a == 2) & (b < 2)):  # p before q in the scan
@@ -142,28 +209,59 @@ def _stem_dgrad_kernel(
         acc = _add_window(acc, dpool_ptr, beaten_21, img, oh + 1, ow, H, W, C_IN, m_ok, offs_n, n_ok)
         acc = _add_window(acc, dpool_ptr, beaten_22, img, oh + 1, ow + 1, H, W, C_IN, m_ok, offs_n, n_ok)
 
-    tl.store(pc_ptrs(gx_ptr, img, oh, ow, offs_n, s_gx_n, s_gx_c, s_gx_h, s_gx_w), acc.to(gx_ptr.dtype.element_ty),
-             mask=m_ok[:, None] & n_ok[None, :])
+    tl.store(pc_ptrs(gx_ptr, img, oh, ow, offs_n, stride_gx_n, stride_gx_c, stride_gx_h, stride_gx_w),
+             acc.to(gx_ptr.dtype.element_ty), mask=m_ok[:, None] & n_ok[None, :])
 
 
-@triton.jit
+# The pool rows recompute their B tile from nine shifted loads, each multi-buffered: shared memory is about
+# (9 * BLOCK_K * BLOCK_N + 2 * BLOCK_M * BLOCK_K) * bytes per buffer, so these tiles stay small and shallow to fit
+# the 227 KB of an H100/H200 in fp32 and fp64; FitPrune drops what cannot fit a smaller device.
+# zero_if_atomic zeroes the one accumulator row before every run of the atomic variant.
+STEM_WGRAD_CONFIGS = [
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=1, pre_hook=zero_if_atomic),
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=2, pre_hook=zero_if_atomic),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=2, pre_hook=zero_if_atomic),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 64}, num_warps=4, num_stages=1, pre_hook=zero_if_atomic),
+    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=1, pre_hook=zero_if_atomic),
+    triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=1, pre_hook=zero_if_atomic),
+]
+
+
+@triton.autotune(
+    configs=STEM_WGRAD_CONFIGS,
+    # no pixel-chunk size in the key: it follows from the pixel count and the channels
+    key=["P_BUCKET", "C_IN", "C1", "C2", "C3", "C4", "HAS_W123", "HAS_B123", "HAS_W4", "HAS_B4", "ATOMIC"],
+    prune_configs_by={"early_config_prune": FitPrune(
+        # 1x1 rows: g1, out1, g2, g3 [BM, BK] + x [BK, BN]; pool rows: g4, out4 [BM, BK] + nine shifted x loads
+        stage_elems=lambda m, n, k: max(4 * m * k + k * n, 2 * m * k + 9 * k * n),
+        dtype_arg="x_ptr",
+        extents=lambda a: {"BLOCK_M": max(a["C1"] + a["C2"] + a["C3"], a["C4"]), "BLOCK_N": a["C_IN"]},
+    )},
+)
+@triton.jit(do_not_specialize=["P_BUCKET"])
 def _stem_wgrad_kernel(
-    x_ptr, g1_ptr, o1_ptr, g2_ptr, g3_ptr, g4_ptr, o4_ptr, part_ptr,
-    P, H, W, C_IN, C1, C12, C123, C4, PIX_PER_SPLIT, R_W, R,
-    s_x_n, s_x_c, s_x_h, s_x_w,
-    s_g1_n, s_g1_c, s_g1_h, s_g1_w,
-    s_o1_n, s_o1_c, s_o1_h, s_o1_w,
-    s_g2_n, s_g2_c, s_g2_h, s_g2_w,
-    s_g3_n, s_g3_c, s_g3_h, s_g3_w,
-    s_g4_n, s_g4_c, s_g4_h, s_g4_w,
-    s_o4_n, s_o4_c, s_o4_h, s_o4_w,
+    # pointers
+    x_ptr, g1_ptr, out1_ptr, g2_ptr, g3_ptr, g4_ptr, out4_ptr, part_ptr,
+    # sizes (P_BUCKET: autotune key only)
+    P, P_BUCKET, H, W, C_IN, C1, C2, C3, C4, PIX_PER_SPLIT, R_W, R,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_g1_n, stride_g1_c, stride_g1_h, stride_g1_w,
+    stride_out1_n, stride_out1_c, stride_out1_h, stride_out1_w,
+    stride_g2_n, stride_g2_c, stride_g2_h, stride_g2_w,
+    stride_g3_n, stride_g3_c, stride_g3_h, stride_g3_w,
+    stride_g4_n, stride_g4_c, stride_g4_h, stride_g4_w,
+    stride_out4_n, stride_out4_c, stride_out4_h, stride_out4_w,
+    # meta-parameters
     HAS_W123: tl.constexpr, HAS_B123: tl.constexpr, HAS_W4: tl.constexpr, HAS_B4: tl.constexpr,
-    USE123: tl.constexpr, ATOMIC: tl.constexpr, PREC: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    USE123: tl.constexpr, ATOMIC: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    # Grid: (split, row blocks of [g1 | g2 | g3] (none unless USE123) then row blocks of g4, Cin blocks).
+    # Grid: (split, row blocks of [g1 | g2 | g3] (none unless USE123) then row blocks of g4, C_IN blocks).
     # Tile: BLOCK_M gradient channels (partial rows) x BLOCK_N input channels, reduced over one pixel chunk.
     # part: [S, R], R = R_W ([C123 + C4, C_IN] weight partials) + C123 + C4 (bias partials).
+    C12 = C1 + C2
+    C123 = C12 + C3
     split = tl.program_id(0).to(tl.int64)
     pid_m = tl.program_id(1).to(tl.int64)
     pid_n = tl.program_id(2).to(tl.int64)
@@ -189,21 +287,26 @@ def _stem_wgrad_kernel(
             k_ok = offs_k < p_end
             img, oh, ow = pixel_coords(offs_k, H, W)
             # A = [g1 | g2 | g3]^T tile [BM, BK]: each row block read from its own tensor, the others masked off.
-            g1 = relu_grad_cp(g1_ptr, o1_ptr, offs_j, img, oh, ow, s_g1_n, s_g1_c, s_g1_h, s_g1_w,
-                              s_o1_n, s_o1_c, s_o1_h, s_o1_w, r1[:, None] & k_ok[None, :])
-            g2 = tl.load(cp_ptrs(g2_ptr, offs_j - C1, img, oh, ow, s_g2_n, s_g2_c, s_g2_h, s_g2_w),
+            g1 = relu_grad_cp(g1_ptr, out1_ptr,
+                              offs_j, img, oh, ow, r1[:, None] & k_ok[None, :],
+                              stride_g1_n, stride_g1_c, stride_g1_h, stride_g1_w,
+                              stride_out1_n, stride_out1_c, stride_out1_h, stride_out1_w)
+            g2 = tl.load(cp_ptrs(g2_ptr, offs_j - C1, img, oh, ow, stride_g2_n, stride_g2_c, stride_g2_h, stride_g2_w),
                          mask=r2[:, None] & k_ok[None, :], other=0.0)
-            g3 = tl.load(cp_ptrs(g3_ptr, offs_j - C12, img, oh, ow, s_g3_n, s_g3_c, s_g3_h, s_g3_w),
+            g3 = tl.load(cp_ptrs(g3_ptr, offs_j - C12, img, oh, ow,
+                                 stride_g3_n, stride_g3_c, stride_g3_h, stride_g3_w),
                          mask=r3[:, None] & k_ok[None, :], other=0.0)
             a = tl.where(r1[:, None], g1, tl.where(r2[:, None], g2, g3))
             if HAS_B123:
                 bacc += tl.sum(a.to(ACC_DTYPE), axis=1)
             if HAS_W123:
-                b = tl.load(pc_ptrs(x_ptr, img, oh, ow, offs_n, s_x_n, s_x_c, s_x_h, s_x_w),
+                b = tl.load(pc_ptrs(x_ptr, img, oh, ow, offs_n, stride_x_n, stride_x_c, stride_x_h, stride_x_w),
                             mask=k_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN]
-                acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
-        store_partial(row_ptr, offs_j, offs_j, j_ok, offs_n, n_ok, acc, bacc, pid_n == 0, C_IN, R_W, HAS_W123, HAS_B123,
-                      ATOMIC)
+                acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
+        store_partial(row_ptr,
+                      offs_j, offs_j, j_ok, offs_n, n_ok, acc, bacc, pid_n == 0,
+                      C_IN, R_W,
+                      HAS_W123, HAS_B123, ATOMIC)
     else:
         offs_c = (pid_m - NB123) * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] channel of g4
         c_ok = offs_c < C4
@@ -211,58 +314,33 @@ def _stem_wgrad_kernel(
             offs_k = p0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] pixel
             k_ok = offs_k < p_end
             img, oh, ow = pixel_coords(offs_k, H, W)
-            a = relu_grad_cp(g4_ptr, o4_ptr, offs_c, img, oh, ow, s_g4_n, s_g4_c, s_g4_h, s_g4_w,
-                             s_o4_n, s_o4_c, s_o4_h, s_o4_w, c_ok[:, None] & k_ok[None, :])  # [BM, BK]
+            a = relu_grad_cp(g4_ptr, out4_ptr,
+                             offs_c, img, oh, ow, c_ok[:, None] & k_ok[None, :],
+                             stride_g4_n, stride_g4_c, stride_g4_h, stride_g4_w,
+                             stride_out4_n, stride_out4_c, stride_out4_h, stride_out4_w)  # [BM, BK]
             if HAS_B4:
                 bacc += tl.sum(a.to(ACC_DTYPE), axis=1)
             if HAS_W4:
                 # maxpool3x3(x) tile [BK, BN], recomputed
-                pooled = maxpool3x3_pc(x_ptr, img, oh, ow, k_ok, offs_n, n_ok, H, W, s_x_n, s_x_c, s_x_h, s_x_w,
-                                       BLOCK_K, BLOCK_N)
-                acc = tl.dot(a, pooled, acc, input_precision=PREC, out_dtype=acc.dtype)
-        store_partial(row_ptr, C123 + offs_c, C123 + offs_c, c_ok, offs_n, n_ok, acc, bacc, pid_n == 0, C_IN, R_W,
+                pooled = maxpool3x3_pc(x_ptr, img, oh, ow, k_ok, offs_n, n_ok, H, W,
+                                       stride_x_n, stride_x_c, stride_x_h, stride_x_w, BLOCK_K, BLOCK_N)
+                acc = tl.dot(a, pooled, acc, input_precision=PRECISION, out_dtype=acc.dtype)
+        store_partial(row_ptr,
+                      C123 + offs_c, C123 + offs_c, c_ok, offs_n, n_ok, acc, bacc, pid_n == 0,
+                      C_IN, R_W,
                       HAS_W4, HAS_B4, ATOMIC)
 
 
-# The pool-backward epilogue keeps about a dozen [BLOCK_M, BLOCK_N] masks live: tiles of at most 16 elements per
-# thread keep it out of register spills (a 128x64 tile on 4 warps took ptxas about 90 s, 64x32 about 8 s).
-STEM_DGRAD_SHAPES = [
-    (64, 32, 32, 4, 3), (32, 64, 32, 4, 3), (64, 64, 32, 8, 3), (128, 32, 32, 8, 3), (32, 32, 32, 4, 4),
-]
-_stem_dgrad_tuned = triton.autotune(configs=gemm_configs(STEM_DGRAD_SHAPES), key=["P", "C_IN", "C1", "C2", "C3"])(
-    _stem_dgrad_kernel)
-# The pool rows recompute their B tile from nine shifted loads, each multi-buffered: shared memory is about
-# (9 * BLOCK_K * BLOCK_N + BLOCK_M * BLOCK_K) * bytes * stages, so these tiles stay small and shallow to fit
-# the 227 KB of an H100/H200 in fp32 (the last two fit in fp64 too).
-STEM_WGRAD_SHAPES = [
-    (64, 64, 32, 4, 1), (128, 32, 32, 4, 2), (32, 64, 32, 4, 2), (64, 32, 64, 4, 1), (64, 32, 32, 4, 1),
-    (32, 32, 32, 4, 1),
-]
-_WGRAD_KEY = ["P", "C_IN", "C123", "C4", "PIX_PER_SPLIT", "HAS_W123", "HAS_B123", "HAS_W4", "HAS_B4"]
-_stem_wgrad_tuned, _stem_wgrad_atomic_tuned = autotuned_partials(_stem_wgrad_kernel, STEM_WGRAD_SHAPES, _WGRAD_KEY)
+# ----------------------------------------------------------------------------------------------------------------------
+# Launchers (unchecked)
 
-
-def _check_stem(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4):
-    check_4d("x", x)
-    n, c_in, h, w = x.shape
-    dtype, device = x.dtype, x.device
-    chans = []
-    for name, g in (("grad_out1", grad_out1), ("grad_t2", grad_t2), ("grad_t3", grad_t3), ("grad_out4", grad_out4)):
-        check_4d(name, g)
-        check_tensor(name, g, (n, g.shape[1], h, w), dtype, device)
-        chans.append(g.shape[1])
-    c1, c2a, c3a, c4 = chans
-    check_tensor("out1", out1, (n, c1, h, w), dtype, device)
-    check_tensor("out4", out4, (n, c4, h, w), dtype, device)
-    return n, c_in, h, w, c1, c2a, c3a, c4
-
-
-def stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, w1, w2a, w3a, w4, grad_x, *,
-                    allow_tf32=False, config=None) -> torch.Tensor:
+def launch_stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, w1, w2a, w3a, w4, grad_x, *,
+                           allow_tf32=False, config=None) -> torch.Tensor:
     """grad_x <- [grad_out1*(out1>0) | grad_t2 | grad_t3] @ [W1; W2a; W3a] + maxpool3x3_backward(dpool),
-    dpool = (grad_out4*(out4>0)) @ W4. Two launches:
+    dpool = (grad_out4*(out4>0)) @ W4. Unchecked: arguments as ``checked.stem_input_grad`` validates them.
+    Two launches:
 
-    1. dpool (N*H*W x Cin) into an fp32 scratch buffer (fp64 for fp64 inputs), channels innermost: a 1x1
+    1. dpool (N*H*W x C_IN) into an fp32 scratch buffer (fp64 for fp64 inputs), channels innermost: a 1x1
        data-gradient GEMM. The pool backward needs dpool of neighbouring pixels, which other programs own,
        so it cannot be formed inside the main launch without recomputing it nine times.
     2. One data-gradient GEMM over pixels, K = c1 + c2a + c3a, reading the three gradient blocks and the three
@@ -271,63 +349,59 @@ def stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, w1, w
        PyTorch's max_pool2d does (row-major scan, update on ``v > max or isnan(v)``: ties go to the first,
        NaNs to the last; padding never wins). grad_x is overwritten, not accumulated into.
 
-    x, grad_x: (N, Cin, H, W); grad_out1/out1: (N, c1, H, W); grad_t2: (N, c2a, H, W); grad_t3: (N, c3a, H, W);
-    grad_out4/out4: (N, c4, H, W); any strides. w1/w2a/w3a/w4: (c, Cin, 1, 1). grad_t2 and grad_t3 are
+    x, grad_x: (N, C_IN, H, W); grad_out1/out1: (N, c1, H, W); grad_t2: (N, c2a, H, W); grad_t3: (N, c3a, H, W);
+    grad_out4/out4: (N, c4, H, W); any strides. w1/w2a/w3a/w4: (c, C_IN, 1, 1). grad_t2 and grad_t3 are
     pre-activation gradients (already masked). Returns grad_x.
     """
-    n, c_in, h, w, c1, c2a, c3a, c4 = _check_stem(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4)
-    dtype, device = x.dtype, x.device
-    for name, wt, c in (("w1", w1, c1), ("w2a", w2a, c2a), ("w3a", w3a, c3a), ("w4", w4, c4)):
-        check_tensor(name, wt, (c, c_in, 1, 1), dtype, device)
-    check_tensor("grad_x", grad_x, (n, c_in, h, w), dtype, device)
-    require_launchable(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, w1, w2a, w3a, w4, grad_x)
+    n, c_in, h, w = x.shape
     P = n * h * w
     if P == 0 or c_in == 0:
         return grad_x
-    prec = dot_precision(dtype, allow_tf32)
+    dtype, device = x.dtype, x.device
+    precision = dot_precision(dtype, allow_tf32)
 
     dpool = None
-    if c4 > 0:
-        # [N, H, W, Cin] scratch, channels innermost, passed as an (n, c, h, w) view
+    if w4.shape[0] > 0:
+        # [N, H, W, C_IN] scratch, channels innermost, passed as an (n, c, h, w) view
         dpool = torch.empty((n, h, w, c_in), dtype=partial_dtype(dtype), device=device)
-        launch_input_grad(grad_out4, out4, w4, None, dpool.permute(0, 3, 1, 2), prec, config)
+        launch_dgrad(grad_out4, out4, w4, None, dpool.permute(0, 3, 1, 2), precision, config)
 
-    args = (x, grad_out1, out1, grad_t2, grad_t3, w1, w2a, w3a, dpool, grad_x, P, h, w, c_in, c1, c2a, c3a,
-            *x.stride(), *grad_out1.stride(), *out1.stride(), *grad_t2.stride(), *grad_t3.stride(),
-            *w1.stride()[:2], *w2a.stride()[:2], *w3a.stride()[:2], *grad_x.stride())
-    consts = dict(PREC=prec, ACC_DTYPE=acc_dtype(dtype))
-    launch(_stem_dgrad_kernel, _stem_dgrad_tuned, pixel_channel_grid(P, c_in), args, consts, config, INTERPRET_CONFIG,
+    kwargs = dict(
+        x_ptr=x, g1_ptr=grad_out1, out1_ptr=out1, g2_ptr=grad_t2, g3_ptr=grad_t3,
+        w1_ptr=w1, w2_ptr=w2a, w3_ptr=w3a, dpool_ptr=dpool, gx_ptr=grad_x,
+        P=P, P_BUCKET=pixel_bucket(P), H=h, W=w, C_IN=c_in, C1=w1.shape[0], C2=w2a.shape[0], C3=w3a.shape[0],
+        **strides("x", x), **strides("g1", grad_out1), **strides("out1", out1), **strides("g2", grad_t2),
+        **strides("g3", grad_t3), **strides("w1", w1, "oi"), **strides("w2", w2a, "oi"), **strides("w3", w3a, "oi"),
+        **strides("gx", grad_x),
+        PRECISION=precision, ACC_DTYPE=acc_dtype(dtype),
+    )
+    launch(_stem_dgrad_kernel, pixel_channel_grid(P, c_in), kwargs, config, INTERPRET_CONFIG,
            BACKWARD_CONFIG_DEFAULTS)
     return grad_x
 
 
-def stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1, gb1, gw2a, gb2a, gw3a, gb3a, gw4, gb4,
-                     *, deterministic=True, config=None) -> None:
+def launch_stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1, gb1, gw2a, gb2a, gw3a, gb3a,
+                            gw4, gb4, *, deterministic=True, config=None) -> None:
     """gW1 | gW2a | gW3a <- x^T [grad_out1*(out1>0) | grad_t2 | grad_t3], gW4 <- maxpool3x3(x)^T (grad_out4*(out4>0)),
-    biases <- column sums of the same gradients. Two launches:
+    biases <- column sums of the same gradients. Unchecked: arguments as ``checked.stem_weight_grad`` validates
+    them. Two launches:
 
     1. One weight-gradient GEMM over pixels (rows: the c1+c2a+c3a gradient channels, then the c4 pool-branch
        channels, whose B tile is the max-pool recomputed from x while loading) writing fp32 (fp64 for fp64) partial
-       sums of fixed pixel chunks into a [S, (C + c4) * Cin + C + c4] buffer (C = c1 + c2a + c3a).
+       sums of fixed pixel chunks into a [S, (C + c4) * C_IN + C + c4] buffer (C = c1 + c2a + c3a).
     2. A fixed-order sum of the chunks into all eight outputs, each written in its own dtype (same bits every run).
     With ``deterministic=False`` the chunks are added with float atomics instead. With no pixels the outputs are
     set to zero by the second launch alone.
 
     Any output may be None: the 1x1 group (gw1, gw2a, gw3a and their biases) and the pool group (gw4, gb4) are
     skipped whole when all their outputs are None, and weight GEMMs are skipped when only biases are asked for.
-    Weights are (c, Cin, 1, 1), biases (c,); outputs may have a dtype of their own (the parameter dtype).
+    Weights are (c, C_IN, 1, 1), biases (c,); outputs may have a dtype of their own (the parameter dtype).
     """
-    n, c_in, h, w, c1, c2a, c3a, c4 = _check_stem(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4)
+    n, c_in, h, w = x.shape
+    c1, c2a, c3a, c4 = grad_out1.shape[1], grad_t2.shape[1], grad_t3.shape[1], grad_out4.shape[1]
     dtype, device = x.dtype, x.device
-    for name, gw, gb, c in (("gw1", gw1, gb1, c1), ("gw2a", gw2a, gb2a, c2a), ("gw3a", gw3a, gb3a, c3a),
-                            ("gw4", gw4, gb4, c4)):
-        if gw is not None:
-            check_tensor(name, gw, (c, c_in, 1, 1), None, device)
-        if gb is not None:
-            check_tensor("gb" + name[2:], gb, (c,), None, device)
-    outs = [gw1, gb1, gw2a, gb2a, gw3a, gb3a, gw4, gb4]
-    require_launchable(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, *outs)
     # treat empty outputs as absent: nothing to write
+    outs = [gw1, gb1, gw2a, gb2a, gw3a, gb3a, gw4, gb4]
     gw1, gb1, gw2a, gb2a, gw3a, gb3a, gw4, gb4 = [o if o is not None and o.numel() > 0 else None for o in outs]
     has_w123 = any(o is not None for o in (gw1, gw2a, gw3a))
     has_b123 = any(o is not None for o in (gb1, gb2a, gb3a))
@@ -354,14 +428,17 @@ def stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1,
             nb4 = triton.cdiv(c4, meta["BLOCK_M"]) if use4 else 0
             return (S, nb123 + nb4, triton.cdiv(n_cols, meta["BLOCK_N"]))
 
-        args_head = (x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, part, P, h, w, c_in, c1, c12, c123, c4)
-        args_tail = (per, r_w, r, *x.stride(), *grad_out1.stride(), *out1.stride(), *grad_t2.stride(),
-                     *grad_t3.stride(), *grad_out4.stride(), *out4.stride())
-        consts = dict(HAS_W123=has_w123, HAS_B123=has_b123, HAS_W4=has_w4, HAS_B4=has_b4, USE123=use123,
-                      ATOMIC=atomic, PREC=dot_precision(dtype, False), ACC_DTYPE=acc_dtype(dtype))
-        tuned = _stem_wgrad_atomic_tuned if atomic else _stem_wgrad_tuned
-        launch(_stem_wgrad_kernel, tuned, grid, (*args_head, *args_tail), consts, config, INTERPRET_WGRAD_CONFIG,
-               BACKWARD_CONFIG_DEFAULTS)
+        kwargs = dict(
+            x_ptr=x, g1_ptr=grad_out1, out1_ptr=out1, g2_ptr=grad_t2, g3_ptr=grad_t3, g4_ptr=grad_out4,
+            out4_ptr=out4, part_ptr=part,
+            P=P, P_BUCKET=pixel_bucket(P), H=h, W=w, C_IN=c_in, C1=c1, C2=c2a, C3=c3a, C4=c4, PIX_PER_SPLIT=per,
+            R_W=r_w, R=r,
+            **strides("x", x), **strides("g1", grad_out1), **strides("out1", out1), **strides("g2", grad_t2),
+            **strides("g3", grad_t3), **strides("g4", grad_out4), **strides("out4", out4),
+            HAS_W123=has_w123, HAS_B123=has_b123, HAS_W4=has_w4, HAS_B4=has_b4, USE123=use123,
+            ATOMIC=atomic, PRECISION=dot_precision(dtype, False), ACC_DTYPE=acc_dtype(dtype),
+        )
+        launch(_stem_wgrad_kernel, grid, kwargs, config, INTERPRET_WGRAD_CONFIG, BACKWARD_CONFIG_DEFAULTS)
 
     reduce_partials(part, 1 if atomic else S, r_w, r, c_tot, max(c_in, 1), (c1, c12, c123),
                     (gw1, gw2a, gw3a, gw4), (gb1, gb2a, gb3a, gb4), 1)

@@ -1,7 +1,8 @@
 """@triton.jit building blocks shared by the forward and backward kernels.
 
-Tensors are addressed through explicit (n, c, h, w) strides. A pixel index p is (img, oh, ow) of an N x H x W grid;
-"pc" tiles have pixels as rows and channels as columns, "cp" tiles the transpose. Offsets are int64.
+Tensors are addressed through explicit (n, c, h, w) strides, named ``stride_<tensor>_<dim>`` as in the kernels. A
+pixel index p is (img, oh, ow) of an N x H x W grid; "pc" tiles have pixels as rows and channels as columns, "cp"
+tiles the transpose. Offsets are int64.
 """
 import triton
 import triton.language as tl
@@ -18,13 +19,13 @@ def mma(acc, a, b, USE_DOT: tl.constexpr, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def program_tile(NUM_N, M, BLOCK_M: tl.constexpr):
+def program_tile(NUM_N, P, BLOCK_M: tl.constexpr):
     # Flattened program id with the column blocks fastest, so programs that share a pixel tile run
     # together and its input is read from DRAM once. Returns (pid_m, pid_n, in_range).
     pid = tl.program_id(1).to(tl.int64) * tl.num_programs(0) + tl.program_id(0)
     pid_m = pid // NUM_N
     pid_n = pid % NUM_N
-    return pid_m, pid_n, pid_m * BLOCK_M < M
+    return pid_m, pid_n, pid_m * BLOCK_M < P
 
 
 @triton.jit
@@ -38,15 +39,29 @@ def pixel_coords(offs, H, W):
 
 
 @triton.jit
-def pc_ptrs(ptr, img, oh, ow, chans, s_n, s_c, s_h, s_w):
+def pc_ptrs(
+    # pointers
+    ptr,
+    # tile: pixel coordinates [BM] and channels [BN]
+    img, oh, ow, chans,
+    # strides
+    stride_n, stride_c, stride_h, stride_w,
+):
     # [pixels, channels] tile of pointers
-    return ptr + (img * s_n + oh * s_h + ow * s_w)[:, None] + (chans * s_c)[None, :]
+    return ptr + (img * stride_n + oh * stride_h + ow * stride_w)[:, None] + (chans * stride_c)[None, :]
 
 
 @triton.jit
-def cp_ptrs(ptr, chans, img, oh, ow, s_n, s_c, s_h, s_w):
+def cp_ptrs(
+    # pointers
+    ptr,
+    # tile: channels [BM] and pixel coordinates [BN]
+    chans, img, oh, ow,
+    # strides
+    stride_n, stride_c, stride_h, stride_w,
+):
     # [channels, pixels] tile of pointers
-    return ptr + chans[:, None] * s_c + (img * s_n + oh * s_h + ow * s_w)[None, :]
+    return ptr + chans[:, None] * stride_c + (img * stride_n + oh * stride_h + ow * stride_w)[None, :]
 
 
 @triton.jit
@@ -56,10 +71,20 @@ def relu_grad(g, out):
 
 
 @triton.jit
-def relu_grad_cp(g_ptr, o_ptr, chans, img, oh, ow, s_g_n, s_g_c, s_g_h, s_g_w, s_o_n, s_o_c, s_o_h, s_o_w, mask):
-    # [channels, pixels] tile of relu_grad(g, o); masked lanes are 0
-    g = tl.load(cp_ptrs(g_ptr, chans, img, oh, ow, s_g_n, s_g_c, s_g_h, s_g_w), mask=mask, other=0.0)
-    o = tl.load(cp_ptrs(o_ptr, chans, img, oh, ow, s_o_n, s_o_c, s_o_h, s_o_w), mask=mask, other=0.0)
+def relu_grad_cp(
+    # pointers
+    g_ptr, out_ptr,
+    # tile: channels, pixel coordinates, mask
+    chans, img, oh, ow, mask,
+    # strides
+    stride_g_n, stride_g_c, stride_g_h, stride_g_w,
+    stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+):
+    # [channels, pixels] tile of relu_grad(g, out); masked lanes are 0
+    g = tl.load(cp_ptrs(g_ptr, chans, img, oh, ow, stride_g_n, stride_g_c, stride_g_h, stride_g_w),
+                mask=mask, other=0.0)
+    o = tl.load(cp_ptrs(out_ptr, chans, img, oh, ow, stride_out_n, stride_out_c, stride_out_h, stride_out_w),
+                mask=mask, other=0.0)
     return relu_grad(g, o)
 
 
@@ -71,8 +96,18 @@ def bias_relu(acc, bias):
 
 
 @triton.jit
-def maxpool3x3_pc(x_ptr, img, oh, ow, pix_ok, chans, chan_ok, H, W, s_n, s_c, s_h, s_w,
-                  ROWS: tl.constexpr, COLS: tl.constexpr):
+def maxpool3x3_pc(
+    # pointers
+    x_ptr,
+    # tile: pixel coordinates and channels, with their masks
+    img, oh, ow, pix_ok, chans, chan_ok,
+    # sizes
+    H, W,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    # meta-parameters
+    ROWS: tl.constexpr, COLS: tl.constexpr,
+):
     # [pixels, channels] tile of max_pool2d(x, 3, stride=1, padding=1), built from 9 shifted loads.
     pooled = tl.full((ROWS, COLS), float("-inf"), dtype=x_ptr.dtype.element_ty)
     for dh in tl.static_range(3):
@@ -81,7 +116,7 @@ def maxpool3x3_pc(x_ptr, img, oh, ow, pix_ok, chans, chan_ok, H, W, s_n, s_c, s_
         for dw in tl.static_range(3):
             iw = ow + (dw - 1)
             ok = ok_h & (iw >= 0) & (iw < W)
-            v = tl.load(pc_ptrs(x_ptr, img, ih, iw, chans, s_n, s_c, s_h, s_w),
+            v = tl.load(pc_ptrs(x_ptr, img, ih, iw, chans, stride_x_n, stride_x_c, stride_x_h, stride_x_w),
                         mask=ok[:, None] & chan_ok[None, :], other=float("-inf"))
             # padding (-inf) never wins; a NaN wins and then stays, as in torch.max_pool2d
             pooled = tl.where((v > pooled) | (v != v), v, pooled)
@@ -90,21 +125,31 @@ def maxpool3x3_pc(x_ptr, img, oh, ow, pix_ok, chans, chan_ok, H, W, s_n, s_c, s_
 
 
 @triton.jit
-def dgrad_channels(acc, g_ptr, g_row, s_g_c, o_ptr, o_row, s_o_c, w_ptr, s_w_o, s_w_i, C, pix_ok, offs_n, n_ok,
-                   MASKED: tl.constexpr, PREC: tl.constexpr, BLOCK_K: tl.constexpr):
-    # acc[BM pixels, BN in-channels] += (g * (o > 0 if MASKED))[BM, C] @ w[C, BN], reduced over C in BLOCK_K steps;
-    # g_row / o_row: per-pixel offsets, w_ptr at this tap.
+def dgrad_channels(
+    acc,
+    # pointers: g and out at their pixel rows' base, w at this tap
+    g_ptr, out_ptr, w_ptr,
+    # tile: per-pixel row offsets of g and out [BM], pixel mask, input channels [BN] and their mask
+    g_row, out_row, pix_ok, offs_n, n_ok,
+    # sizes
+    C,
+    # strides
+    stride_g_c, stride_out_c, stride_w_o, stride_w_i,
+    # meta-parameters
+    MASKED: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # acc[BM pixels, BN in-channels] += (g * (out > 0 if MASKED))[BM, C] @ w[C, BN], reduced over C in BLOCK_K steps
     for k0 in range(0, C, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] gradient channel
         k_ok = offs_k < C
         a_mask = pix_ok[:, None] & k_ok[None, :]
-        a = tl.load(g_ptr + g_row[:, None] + offs_k[None, :] * s_g_c, mask=a_mask, other=0.0)
+        a = tl.load(g_ptr + g_row[:, None] + offs_k[None, :] * stride_g_c, mask=a_mask, other=0.0)
         if MASKED:
-            ov = tl.load(o_ptr + o_row[:, None] + offs_k[None, :] * s_o_c, mask=a_mask, other=0.0)
+            ov = tl.load(out_ptr + out_row[:, None] + offs_k[None, :] * stride_out_c, mask=a_mask, other=0.0)
             a = relu_grad(a, ov)
-        b = tl.load(w_ptr + offs_k[:, None] * s_w_o + offs_n[None, :] * s_w_i,
+        b = tl.load(w_ptr + offs_k[:, None] * stride_w_o + offs_n[None, :] * stride_w_i,
                     mask=k_ok[:, None] & n_ok[None, :], other=0.0)  # [BK, BN] = W[co, ci]
-        acc = tl.dot(a, b, acc, input_precision=PREC, out_dtype=acc.dtype)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     return acc
 
 
@@ -119,8 +164,16 @@ def chunk_row(part_ptr, split, R, ATOMIC: tl.constexpr):
 
 
 @triton.jit
-def store_partial(row_ptr, w_rows, b_rows, rows_ok, offs_n, n_ok, acc, bacc, owns_bias, C_IN, R_W,
-                  HAS_W: tl.constexpr, HAS_B: tl.constexpr, ATOMIC: tl.constexpr):
+def store_partial(
+    # pointers
+    row_ptr,
+    # tile: weight rows, bias rows and their mask [BM], input channels and their mask [BN], the sums, bias owner
+    w_rows, b_rows, rows_ok, offs_n, n_ok, acc, bacc, owns_bias,
+    # sizes
+    C_IN, R_W,
+    # meta-parameters
+    HAS_W: tl.constexpr, HAS_B: tl.constexpr, ATOMIC: tl.constexpr,
+):
     # Weight partials at [w_rows, C_IN] of the chunk row; bias partials at R_W + b_rows, written by the one
     # program per row block that owns_bias.
     if HAS_W:

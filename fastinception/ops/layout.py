@@ -1,0 +1,22 @@
+"""The output layout rule: the block's result follows its input's memory format, as ``nn.Conv2d`` does."""
+from __future__ import annotations
+
+import torch
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether ``x`` is laid out channels-last: what the output should follow, as ``nn.Conv2d`` does.
+
+    With one pixel both layouts are the same, so contiguous is chosen. Otherwise the channel stride is compared
+    with the stride of the innermost spatial dimension of size > 1 (this also settles C == 1 tensors, which are
+    contiguous in both senses).
+    """
+    n, c, h, w = x.shape
+    if h * w == 1:
+        return False
+    spatial_stride = x.stride(3) if w > 1 else x.stride(2)
+    return x.stride(1) <= spatial_stride
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if is_channels_last(x) else torch.contiguous_format

@@ -1,0 +1,146 @@
+"""The triton backend's forward and backward as ``torch.library`` custom ops.
+
+Being custom ops makes them opaque to ``torch.compile`` (it does not trace into the launchers, the
+autotuner or the stream fork/join) and lets CUDA graphs capture them like any other op. The block's
+channel configuration is read off the weight shapes.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import List, Tuple
+
+import torch
+from torch import Tensor
+
+from ..params import BlockParams
+from ..spec import InceptionSpec
+from .layout import memory_format_of
+from .streams import branch_streams
+
+
+def _empty_like_layout(x: Tensor, channels: int) -> Tensor:
+    n, _, h, w = x.shape
+    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+
+
+def _branch_slices(p: BlockParams) -> tuple:
+    """Channel slices of p1..p4 in the block output, read off the weight shapes."""
+    return _slices_of(
+        p.w1.shape[1], p.w1.shape[0], p.w2a.shape[0], p.w2b.shape[0], p.w3a.shape[0], p.w3b.shape[0], p.w4.shape[0],
+        p.w2b.shape[-1], p.w3b.shape[-1],
+    )
+
+
+@functools.cache
+def _slices_of(*channels_and_kernels: int) -> tuple:
+    # Cached: this runs on every call, and a spec validates all its fields when built.
+    spec = InceptionSpec(*channels_and_kernels)
+    return spec.p1, spec.p2, spec.p3, spec.p4
+
+
+def _on_device(x: Tensor):
+    """Launch on the input's device whatever the current device is."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+
+
+@torch.library.custom_op("fastinception::triton_forward", mutates_args=("out",))
+def triton_forward(
+    x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: bool, branches: str
+) -> Tuple[Tensor, Tensor]:
+    """The stem launch (p1, both reductions, pool branch), then the two spatial convs: two launches on side streams
+    (``branches="streams"``) or on the caller's stream (``"serial"``), or one grouped launch (``"grouped"``).
+    Returns t2, t3."""
+    # Imported here, not at the top: the kernel modules import triton, which reads TRITON_INTERPRET once, and
+    # importing fastinception must leave that choice open.
+    from ..kernels.conv2d_forward import launch_conv2d_bias_relu, launch_conv2d_bias_relu_pair
+    from ..kernels.stem_forward import launch_stem_forward
+
+    p = BlockParams(*params)
+    s1, s2, s3, s4 = _branch_slices(p)
+    t2 = _empty_like_layout(x, p.w2a.shape[0])
+    t3 = _empty_like_layout(x, p.w3a.shape[0])
+    with _on_device(x):
+        launch_stem_forward(
+            x, p.w1, p.b1, p.w2a, p.b2a, p.w3a, p.b3a, p.w4, p.b4, out[:, s1], t2, t3, out[:, s4], allow_tf32=allow_tf32
+        )
+        if branches == "grouped":
+            launch_conv2d_bias_relu_pair(
+                t2, p.w2b, p.b2b, out[:, s2], t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32
+            )
+        else:
+            with branch_streams(x.device, branches == "streams") as (branch2, branch3):
+                with branch2:
+                    launch_conv2d_bias_relu(t2, p.w2b, p.b2b, out[:, s2], allow_tf32=allow_tf32)
+                with branch3:
+                    launch_conv2d_bias_relu(t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32)
+    return t2, t3
+
+
+@triton_forward.register_fake
+def _(x, out, params, allow_tf32, branches):
+    p = BlockParams(*params)
+    return _empty_like_layout(x, p.w2a.shape[0]), _empty_like_layout(x, p.w3a.shape[0])
+
+
+def _backward_outputs(x: Tensor, params: List[Tensor], needs: List[bool]) -> List[Tensor]:
+    """Fresh gradient buffers for what is needed; an empty tensor stands for a gradient not asked for."""
+    wanted = [(x, memory_format_of(x))] + [(p, torch.contiguous_format) for p in params]
+    return [
+        torch.empty_like(t, memory_format=fmt) if need else t.new_empty(0) for (t, fmt), need in zip(wanted, needs)
+    ]
+
+
+@torch.library.custom_op("fastinception::triton_backward", mutates_args=())
+def triton_backward(
+    grad_out: Tensor, x: Tensor, out: Tensor, t2: Tensor, t3: Tensor, params: List[Tensor], needs: List[bool],
+    allow_tf32: bool, deterministic: bool, branches: str,
+) -> List[Tensor]:
+    """Gradients of x and the twelve parameters (``needs`` says which; the others come back empty).
+
+    The two spatial branches' gradients run on side streams when ``branches="streams"``, else on the caller's.
+    """
+    # Imported here for the reason given in triton_forward.
+    from ..kernels.conv2d_backward import launch_conv2d_relu_input_grad, launch_conv2d_relu_weight_grad
+    from ..kernels.stem_backward import launch_stem_input_grad, launch_stem_weight_grad
+
+    p = BlockParams(*params)
+    grads = _backward_outputs(x, params, needs)
+    grad_x, param_grads = grads[0], BlockParams(*grads[1:])
+    need = BlockParams(*needs[1:])
+
+    def wanted(name):  # the buffer for a parameter's gradient, or None when it is not asked for
+        return getattr(param_grads, name) if getattr(need, name) else None
+
+    branch_slices = _branch_slices(p)
+    g1, g2, g3, g4 = (grad_out[:, s] for s in branch_slices)
+    o1, o2, o3, o4 = (out[:, s] for s in branch_slices)
+    stem_names = ("w1", "b1", "w2a", "b2a", "w3a", "b3a", "w4", "b4")
+    # The stem's gradient kernels read the reductions' gradients as part of their GEMM operand.
+    need_reduced_grads = needs[0] or any(getattr(need, n) for n in stem_names)
+    # Allocated on the caller's stream before the fork (see streams.branch_streams).
+    dt2, dt3 = (torch.empty_like(t2), torch.empty_like(t3)) if need_reduced_grads else (None, None)
+    with _on_device(x), branch_streams(x.device, branches == "streams") as (branch2, branch3):
+        with branch2:
+            if need_reduced_grads:
+                launch_conv2d_relu_input_grad(g2, o2, p.w2b, t2, dt2, allow_tf32=allow_tf32)
+            if need.w2b or need.b2b:
+                launch_conv2d_relu_weight_grad(g2, o2, t2, wanted("w2b"), wanted("b2b"), deterministic=deterministic)
+        with branch3:
+            if need_reduced_grads:
+                launch_conv2d_relu_input_grad(g3, o3, p.w3b, t3, dt3, allow_tf32=allow_tf32)
+            if need.w3b or need.b3b:
+                launch_conv2d_relu_weight_grad(g3, o3, t3, wanted("w3b"), wanted("b3b"), deterministic=deterministic)
+    with _on_device(x):
+        if needs[0]:
+            launch_stem_input_grad(x, g1, o1, dt2, dt3, g4, o4, p.w1, p.w2a, p.w3a, p.w4, grad_x, allow_tf32=allow_tf32)
+        if any(getattr(need, n) for n in stem_names):
+            launch_stem_weight_grad(
+                x, g1, o1, dt2, dt3, g4, o4, *(wanted(n) for n in stem_names), deterministic=deterministic
+            )
+    return grads
+
+
+@triton_backward.register_fake
+def _(grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, branches):
+    return _backward_outputs(x, params, needs)

@@ -1,0 +1,324 @@
+"""What the tests share: devices and skips, seeded inputs and NaN-poisoned outputs, float64 references of the
+kernels, the block cases and the float64 check of a whole block, a recorder of kernel launches and aten ops, and
+IDX data files for the train command.
+
+Tolerances and the float64 oracle are the package's own (``fastinception.testing``), as the benchmarks use them.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import gzip
+import random
+import struct
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from fastinception.kernels.common import interpreting
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
+from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
+
+__all__ = [
+    "ALLOCATION_AND_VIEW_OPS", "BACKWARD_BUFFER_OPS", "BF16_SKIP", "D2LInception", "CL", "CUDA", "DEVICE", "FORMATS",
+    "GPU_ONLY", "GPU_TILE_CONFIGS", "NCHW", "REL_TOL", "TF32_REL_TOL", "assert_close", "assert_untouched",
+    "check_against_float64", "conv_ref", "googlenet_cases", "layout_id", "make_input", "make_weight", "poisoned",
+    "random_cases", "randn", "record_launches", "rel_error", "seeded_cases", "seeded_pair", "stem_ref", "idx_bytes",
+    "write", "write_fashion_mnist",
+]
+
+# ----------------------------------------------------------------------------------------------------------------------
+# devices, layouts, skips
+
+CUDA = torch.cuda.is_available()
+DEVICE = "cuda" if CUDA else "cpu"
+CL = torch.channels_last
+NCHW = torch.contiguous_format
+FORMATS = {"nchw": NCHW, "nhwc": CL}
+BF16_SKIP = pytest.mark.skipif(not CUDA, reason="bf16 gives wrong results under the Triton interpreter; tested on GPU")
+GPU_ONLY = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (compiled kernels, tf32 and num_warps=8)")
+# num_warps=8 tiles that fit sm_90 shared memory for the forward kernels in fp16/bf16/fp32 (the stem's pool branch
+# multi-buffers nine A loads, so 128x128x32 gets two stages)
+GPU_TILE_CONFIGS = [
+    {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32, "num_warps": 8, "num_stages": 3},
+    {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 8, "num_stages": 2},
+    {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16, "num_warps": 8, "num_stages": 2},
+]
+
+
+def _format(fmt) -> torch.memory_format:
+    return FORMATS[fmt] if isinstance(fmt, str) else fmt
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# inputs and poisoned outputs
+
+def randn(gen, shape, dtype, memory_format=NCHW, device=DEVICE) -> torch.Tensor:
+    """Standard normal values drawn in float64 on the CPU, then rounded to ``dtype`` on ``device``."""
+    t = torch.randn(shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    return t.contiguous(memory_format=_format(memory_format)) if t.dim() == 4 else t
+
+
+def make_input(shape, fmt="nchw", dtype=torch.float32, device="cpu", seed=0, *, gen=None, channel_slice=False):
+    """A random activation in memory format ``fmt``; with ``channel_slice``, a channel view of a wider tensor (so its
+    strides are not those of a dense tensor). ``gen`` draws from a caller's generator instead of ``seed``."""
+    gen = gen if gen is not None else torch.Generator().manual_seed(seed)
+    if not channel_slice:
+        return randn(gen, shape, dtype, fmt, device)
+    n, c, h, w = shape
+    return randn(gen, (n, c + 5, h, w), dtype, fmt, device)[:, 2 : 2 + c]
+
+
+def make_weight(gen, shape, dtype, channels_last=False, device=DEVICE) -> torch.Tensor:
+    # nn.Conv2d-like scale keeps activations O(1) so relative errors are meaningful
+    fan_in = shape[1] * shape[2] * shape[3]
+    w = randn(gen, shape, dtype, device=device) * (1.0 / max(fan_in, 1) ** 0.5)
+    return w.contiguous(memory_format=CL) if channels_last else w
+
+
+def poisoned(shape, dtype, memory_format=NCHW, device=DEVICE) -> torch.Tensor:
+    """A NaN-filled tensor: any element a kernel should write and does not stays NaN and fails the check."""
+    fmt = _format(memory_format) if len(shape) == 4 else torch.contiguous_format
+    return torch.full(shape, float("nan"), dtype=dtype, device=device).contiguous(memory_format=fmt)
+
+
+def assert_untouched(big, keep):
+    """Channels of ``big`` outside the written slices (``keep[c]`` False) must still be NaN."""
+    outside = big[:, ~keep.to(big.device)]
+    assert torch.isnan(outside).all(), "kernel wrote outside its output slice"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# float64 references of the kernels
+
+def conv_ref(x, w, b):
+    """relu(conv2d(x, w, b, padding k // 2)) in float64."""
+    k = w.shape[-1]
+    return F.relu(F.conv2d(x.double(), w.double(), b.double(), padding=k // 2))
+
+
+def _conv1x1_ref(x, w, b):
+    if w.shape[0] == 0:  # F.conv2d rejects zero output channels
+        return x.new_empty(x.shape[0], 0, *x.shape[2:])
+    return F.relu(F.conv2d(x, w.double(), b.double()))
+
+
+def stem_ref(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4):
+    """The stem's four outputs in float64: three 1x1 convs of x and one of its 3x3 max-pool, each with ReLU."""
+    x = x.double()
+    pooled = F.max_pool2d(x, 3, stride=1, padding=1)
+    return (_conv1x1_ref(x, w1, b1), _conv1x1_ref(x, w2a, b2a), _conv1x1_ref(x, w3a, b3a),
+            _conv1x1_ref(pooled, w4, b4))
+
+
+def seeded_cases(count, dtypes, seed, draw):
+    """``count`` kernel cases from ``draw(rng, i)`` (shape and slicing) plus the dtype and layouts, cycled so every
+    combination family appears, and a seed of their own."""
+    rng = random.Random(seed)
+    cases = []
+    for i in range(count):
+        case = draw(rng, i)
+        case.update(dtype=dtypes[i % len(dtypes)], x_format=(NCHW, CL)[i % 2], out_format=(NCHW, CL)[(i // 2) % 2],
+                    seed=seed * 100 + i)
+        cases.append(case)
+    return cases
+
+
+def layout_id(c):
+    fmt = lambda f: "cl" if f is CL else "nchw"  # noqa: E731
+    return f"-x{fmt(c['x_format'])}{'slice' if c['x_slice'] else ''}-o{fmt(c['out_format'])}"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# whole blocks
+
+def _case(args, k2, k3, shape, fmt, ident, slow=False):
+    return pytest.param(args, k2, k3, shape, fmt, marks=[pytest.mark.slow] if slow else [],
+                        id=f"{ident}-{args}-k2={k2}-k3={k3}-{'x'.join(map(str, shape))}-{fmt}")
+
+
+def random_cases(count: int, seed: int, max_channels: int = 48, max_side: int = 12, max_batch: int = 4,
+                 fast: int | None = None):
+    """``count`` random (block args, k2, k3, input shape, memory format) cases; kernel sizes and the format vary.
+    With ``fast``, the cases after the first ``fast`` are marked slow (run by ``-m slow``, as CI does)."""
+    rng = random.Random(seed)
+    cases = []
+    for i in range(count):
+        ch = [rng.randint(1, max_channels) for _ in range(7)]
+        args = (ch[0], ch[1], (ch[2], ch[3]), (ch[4], ch[5]), ch[6])
+        shape = (rng.randint(1, max_batch), args[0], rng.randint(1, max_side), rng.randint(1, max_side))
+        k3 = 5 if (i // 2) % 2 == 0 else 3
+        k2 = (3, 1, 5)[(i // 4) % 3]
+        slow = fast is not None and i >= fast
+        cases.append(_case(args, k2, k3, shape, "nhwc" if i % 2 else "nchw", i, slow))
+    return cases
+
+
+def googlenet_cases(side: int = 4, batch: int = 2, fast: tuple = tuple(GOOGLENET_BLOCKS)):
+    """The nine GoogLeNet block configurations at a small spatial size; those not named in ``fast`` are slow."""
+    return [
+        _case(args, 3, 5, (batch, args[0], side, side), "nhwc" if i % 2 else "nchw", name, name not in fast)
+        for i, (name, (args, _)) in enumerate(GOOGLENET_BLOCKS.items())
+    ]
+
+
+def seeded_pair(args, k2, k3, dtype, seed, backend, device="cpu"):
+    """(FastInception on ``backend``, reference Inception) with the same seeded weights."""
+    torch.manual_seed(seed)
+    ref = Inception(*args, k2=k2, k3=k3, device=device, dtype=dtype)
+    return FastInception.from_module(ref, backend=backend), ref
+
+
+def check_against_float64(fast, ref: Inception, x: torch.Tensor, fmt: str, *, tol=None, grads=True) -> None:
+    """Forward, input grad and every parameter grad of ``fast`` (in ``x.dtype``) against ``ref`` in float64.
+
+    ``fast`` and ``ref`` hold the same weights. The output gradient is random, rounded to ``x.dtype`` (so the
+    reference sees the values the block sees), and in the other memory format than the output (so a kernel that
+    reads it with the output's strides fails).
+    """
+    dtype = x.dtype
+    ref = copy.deepcopy(ref).to(device=x.device)
+    xin = x.detach().clone(memory_format=FORMATS[fmt]).requires_grad_(grads)
+    got = fast(xin)
+    assert got.dtype == dtype
+    assert got.is_contiguous(memory_format=FORMATS[fmt]), f"output is not in the input's memory format ({fmt})"
+    if not grads:
+        (want,) = float64_reference(ref, x)
+        assert_close(got, want, dtype, "forward", tol)
+        return
+    g = torch.randn(got.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(x.numel()))
+    g = g.to(dtype).double().to(x.device).contiguous(memory_format=FORMATS["nchw" if fmt == "nhwc" else "nhwc"])
+    want, want_x, *want_params = float64_reference(ref, x, g)
+    assert_close(got, want, dtype, "forward", tol)
+    got.backward(g.to(dtype))
+    assert_close(xin.grad, want_x, dtype, "grad x", tol)
+    for (name, p), w in zip(fast.named_parameters(), want_params):
+        assert p.grad is not None, f"no gradient for {name}"
+        assert_close(p.grad, w, dtype, f"grad {name}", tol)
+
+
+class D2LInception(nn.Module):
+    """The block as written in the d2l book, with no tie to this package."""
+
+    def __init__(self, in_channels, c1, c2, c3, c4):
+        super().__init__()
+        self.p1_1 = nn.Conv2d(in_channels, c1, kernel_size=1)
+        self.p2_1 = nn.Conv2d(in_channels, c2[0], kernel_size=1)
+        self.p2_2 = nn.Conv2d(c2[0], c2[1], kernel_size=3, padding=1)
+        self.p3_1 = nn.Conv2d(in_channels, c3[0], kernel_size=1)
+        self.p3_2 = nn.Conv2d(c3[0], c3[1], kernel_size=5, padding=2)
+        self.p4_1 = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+        self.p4_2 = nn.Conv2d(in_channels, c4, kernel_size=1)
+
+    def forward(self, x):
+        relu = torch.relu
+        p1 = relu(self.p1_1(x))
+        p2 = relu(self.p2_2(relu(self.p2_1(x))))
+        p3 = relu(self.p3_2(relu(self.p3_1(x))))
+        p4 = relu(self.p4_2(self.p4_1(x)))
+        return torch.cat((p1, p2, p3, p4), dim=1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# kernel launches and the aten ops between them
+
+# Ops that only allocate or view memory: anything else recorded in a triton pass is PyTorch compute.
+ALLOCATION_AND_VIEW_OPS = {"empty", "empty_strided", "slice", "select", "as_strided", "alias", "detach", "view", "t"}
+# The backward also allocates its gradient buffers like existing tensors and views a scratch buffer permuted.
+BACKWARD_BUFFER_OPS = ALLOCATION_AND_VIEW_OPS | {"empty_like", "new_empty", "permute"}
+
+
+class _OpRecorder(TorchDispatchMode):
+    """Records aten ops, except while a kernel is being launched (the interpreter moves data with aten ops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+        self.paused = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "fastinception":
+            # The mode is off inside this call: run the op's CPU/CUDA kernel directly with the mode back on, to
+            # see what the package's own ops run inside.
+            with self:
+                return func._op_dk(torch._C.DispatchKey.CompositeExplicitAutograd, *args, **(kwargs or {}))
+        if not self.paused:
+            self.ops.append(str(func.overloadpacket.__name__))
+        return func(*args, **(kwargs or {}))
+
+
+class LaunchLog:
+    def __init__(self):
+        self.launches = 0
+        self.ops = []
+
+
+@contextlib.contextmanager
+def record_launches():
+    """Yield a LaunchLog counting kernel launches (interpreter or CUDA) and the aten ops run outside them."""
+    log = LaunchLog()
+    recorder = _OpRecorder()
+    if interpreting():
+        from triton.runtime import interpreter
+
+        original = interpreter.GridExecutor.__call__
+
+        def counted(self, *args, **kwargs):
+            log.launches += 1
+            recorder.paused += 1
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                recorder.paused -= 1
+
+        interpreter.GridExecutor.__call__ = counted
+        try:
+            with recorder:
+                yield log
+        finally:
+            interpreter.GridExecutor.__call__ = original
+    else:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            with recorder:
+                yield log
+            torch.cuda.synchronize()
+        log.launches = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    log.ops = recorder.ops
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# data files of the train command
+
+def idx_bytes(array: np.ndarray, code: int) -> bytes:
+    """An IDX file: 0x00 0x00, type code, number of dims, big-endian uint32 sizes, big-endian data."""
+    big_endian = array.astype(array.dtype.newbyteorder(">"))
+    return bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + big_endian.tobytes()
+
+
+def write(path, data: bytes, gz: bool = False):
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+    return path
+
+
+def write_fashion_mnist(directory, n_train=6, n_test=4, gz=False):
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte": (rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8), 0x08),
+        "train-labels-idx1-ubyte": (rng.integers(0, 10, n_train, dtype=np.uint8), 0x08),
+        "t10k-images-idx3-ubyte": (rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), 0x08),
+        "t10k-labels-idx1-ubyte": (rng.integers(0, 10, n_test, dtype=np.uint8), 0x08),
+    }
+    for name, (array, code) in arrays.items():
+        write(directory / name, idx_bytes(array, code), gz)
+    return arrays

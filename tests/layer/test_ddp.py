@@ -1,0 +1,66 @@
+"""DistributedDataParallel over two CPU processes (gloo, loopback) gives the single-process gradients."""
+import datetime
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from helpers import assert_close
+from torch.nn.parallel import DistributedDataParallel
+
+from fastinception import googlenet
+
+WORLD = 2
+
+
+def _data():
+    g = torch.Generator().manual_seed(5)
+    return torch.randn(4, 1, 24, 24, generator=g), torch.randint(0, 10, (4,), generator=g)
+
+
+def _model():
+    torch.manual_seed(11)
+    return googlenet(fast=True, backend="torch")
+
+
+def _worker(rank, port, path):
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        model = DistributedDataParallel(_model())
+        x, y = _data()
+        shard = slice(rank * 2, rank * 2 + 2)
+        F.cross_entropy(model(x[shard]), y[shard]).backward()
+        if rank == 0:
+            torch.save({n: p.grad for n, p in model.module.named_parameters()}, path)
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_gradients_equal_single_process(tmp_path):
+    path = tmp_path / "grads.pt"
+    ctx = mp.start_processes(_worker, args=(_free_port(), str(path)), nprocs=WORLD, join=False, start_method="spawn")
+    deadline = datetime.datetime.now() + datetime.timedelta(seconds=120)
+    while not ctx.join(timeout=5):
+        if datetime.datetime.now() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("DDP workers did not finish within 120 s")
+    ddp_grads = torch.load(path)
+
+    model = _model()
+    x, y = _data()
+    F.cross_entropy(model(x), y).backward()
+    # DDP averages two half-batch gradients: another summation order than one batch, hence 1e-4 for fp32.
+    for name, p in model.named_parameters():
+        assert_close(ddp_grads[name], p.grad, torch.float32, name, tol=1e-4)
