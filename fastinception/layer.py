@@ -38,12 +38,21 @@ class FastInception(nn.Module):
             spec = d2l_spec_of(block)
         except NotConvertible as reason:
             raise TypeError(f"{type(block).__name__} is not a d2l-shaped Inception block: {reason}") from None
-        weight = block.p1_1.weight
-        fast = cls(*spec.args(), k2=spec.k2, k3=spec.k3, backend=backend, device=weight.device, dtype=weight.dtype)
-        fast.load_state_dict(block.state_dict())
+        fast = cls.from_state_dict(spec, block.state_dict(), backend=backend)
         for name, p in block.named_parameters():  # frozen parameters stay frozen
             fast.get_parameter(name).requires_grad_(p.requires_grad)
         return fast.train(block.training)
+
+    @classmethod
+    def from_state_dict(cls, spec: InceptionSpec, state: dict, *, backend: str = "auto") -> FastInception:
+        """A block of ``spec`` holding copies of ``state`` (the reference's parameter names), on the device and in
+        the dtype of its tensors. Built on the meta device and then filled, so no initial weights are drawn: making
+        one leaves the random number generators where they were."""
+        weight = state["p1_1.weight"]
+        fast = cls(*spec.args(), k2=spec.k2, k3=spec.k3, backend=backend, device="meta", dtype=weight.dtype)
+        fast = fast.to_empty(device=weight.device)
+        fast.load_state_dict(state)
+        return fast
 
     def params(self) -> BlockParams:
         return BlockParams.of(self)

@@ -4,7 +4,10 @@ Used by ``FastInception.from_module`` (the reference's d2l shape) and by ``conve
 """
 from __future__ import annotations
 
+import re
+
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .spec import InceptionSpec
 
@@ -41,6 +44,50 @@ def only_children(module: nn.Module, allowed: set, where: str) -> None:
         raise NotConvertible(f"{where}: unexpected submodule(s) {found}")
 
 
+# Where a module keeps each kind of hook, and the name a refusal gives it.
+HOOKS = (
+    ("_forward_pre_hooks", "forward pre-hook"),
+    ("_forward_hooks", "forward hook"),
+    ("_backward_pre_hooks", "backward pre-hook"),
+    ("_backward_hooks", "backward hook"),
+)
+
+
+def _qualified(where: str, name: str) -> str:
+    """``branch2.1.conv`` as ``branch2[1].conv``, the way the other refusals name units; ``where`` for the root."""
+    return re.sub(r"\.(\d+)", r"[\1]", name) if name else where
+
+
+def no_hooks(module: nn.Module, where: str) -> None:
+    """Refuse a block in which any module has a hook or a parametrization.
+
+    The fused block makes no call to the block's submodules, so their hooks would stop running (a hook receives
+    the module it hooks, which no longer runs); pruning and hook-based weight norm recompute ``weight`` from other
+    tensors in a forward pre-hook, and a parametrization on every access.
+    """
+    for name, m in module.named_modules():
+        here = _qualified(where, name)
+        if parametrize.is_parametrized(m):
+            raise NotConvertible(f"{here}: parametrized ({', '.join(m.parametrizations)})")
+        for attr, kind in HOOKS:
+            for hook in (getattr(m, attr, None) or {}).values():
+                if kind == "backward hook" and getattr(m, "_is_full_backward_hook", False):
+                    kind = "full backward hook"
+                raise NotConvertible(f"{here}: {kind} ({getattr(hook, '__name__', None) or type(hook).__name__})")
+
+
+def only_tensors(module: nn.Module, names: tuple, where: str) -> None:
+    """Refuse parameters or buffers besides ``names`` (which must be tensors the module registered): the
+    recogniser copies those alone, and the module's state_dict would not fit the fused block's."""
+    extra = [f"{kind} {name}" for kind, members in (("parameter", module._parameters), ("buffer", module._buffers))
+             for name, t in members.items() if name not in names and t is not None]
+    if extra:
+        raise NotConvertible(f"{where}: {', '.join(extra)} besides {', '.join(names[:-1])} and {names[-1]}")
+    missing = [name for name in names if name not in module._parameters and name not in module._buffers]
+    if missing:
+        raise NotConvertible(f"{where}: {', '.join(missing)} not registered as a parameter or buffer")
+
+
 def same_conv(conv: nn.Module, in_channels: int, where: str, *, bias: bool | None = True) -> int:
     """Kernel size of a stride-1 'same' ``nn.Conv2d`` reading ``in_channels``; refuses anything else.
 
@@ -48,6 +95,7 @@ def same_conv(conv: nn.Module, in_channels: int, where: str, *, bias: bool | Non
     """
     if type(conv) is not nn.Conv2d:
         raise NotConvertible(f"{where}: {type(conv).__name__}, expected nn.Conv2d")
+    only_tensors(conv, ("weight", "bias"), where)
     if conv.in_channels != in_channels:
         raise NotConvertible(f"{where}: reads {conv.in_channels} channels, the block gives it {in_channels}")
     if bias is True and conv.bias is None:
@@ -107,6 +155,7 @@ def looks_like_d2l_inception(module: nn.Module) -> bool:
 def d2l_spec_of(module: nn.Module) -> InceptionSpec:
     """The spec of a d2l-shaped Inception block; raises ``NotConvertible`` saying why it is not one."""
     only_children(module, set(D2L_NAMES), "block")
+    no_hooks(module, "block")
     p1_1, p2_1, p2_2, p3_1, p3_2, p4_1, p4_2 = (child(module, n, "block") for n in D2L_NAMES)
     if type(p1_1) is not nn.Conv2d:
         raise NotConvertible(f"p1_1: {type(p1_1).__name__}, expected nn.Conv2d")

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..layer import FastInception
 from ..spec import InceptionSpec
-from ..structure import NotConvertible, child, one_place, only_children, pool3x3, same_conv
+from ..structure import NotConvertible, child, no_hooks, one_place, only_children, pool3x3, same_conv
 from .bn_fold import check_foldable, fold_batchnorm
 
 BRANCHES = ("branch1", "branch2", "branch3", "branch4")
@@ -60,6 +60,7 @@ def _sequence(branch: nn.Module, length: int, where: str) -> list:
 def torchvision_block_of(module: nn.Module) -> TorchvisionBlock:
     """Recognise a torchvision-style Inception block; raises ``NotConvertible`` saying why it is not one."""
     only_children(module, set(BRANCHES), "block")
+    no_hooks(module, "block")
     b1 = child(module, "branch1", "block")
     b2 = _sequence(child(module, "branch2", "block"), 2, "branch2")
     b3 = _sequence(child(module, "branch3", "block"), 2, "branch3")
@@ -112,13 +113,7 @@ def fold_torchvision_block(module: nn.Module, *, backend: str = "auto"):
             f"BatchNorm in training mode ({', '.join(training)}): folding it is exact only in eval mode; "
             "call .eval() before converting"
         )
-    conv = block.units[0].conv
-    spec = block.spec
-    fast = FastInception(
-        *spec.args(), k2=spec.k2, k3=spec.k3, backend=backend, device=conv.weight.device, dtype=conv.weight.dtype
-    )
     state = {}
     for name, unit in zip(FAST_CONVS, block.units):
         state[f"{name}.weight"], state[f"{name}.bias"] = fold_batchnorm(unit.conv, unit.bn)
-    fast.load_state_dict(state)
-    return fast.eval()
+    return FastInception.from_state_dict(block.spec, state, backend=backend).eval()

@@ -1,10 +1,11 @@
-"""Swap Inception blocks inside any model for ``FastInception``, recognised by structure.
+"""Swap Inception blocks inside any model for ``FastInception``, recognised by structure and proven by a probe.
 
 Two shapes are recognised: d2l's block (submodules ``p1_1 .. p4_2``, weights copied as they are) and
 torchvision's GoogLeNet block (``branch1 .. branch4`` of conv+BatchNorm+ReLU units, BatchNorm folded into the
-convolutions; see ``convert.torchvision``). A module with one of those sets of submodule names that differs in
-anything the fused block cannot reproduce exactly (stride, padding, extra submodules, ...) is left alone and
-reported with the reason.
+convolutions; see ``convert.torchvision``). A module with one of those sets of submodule names is left alone and
+reported with the reason when it differs in anything the fused block cannot reproduce exactly: its structure
+(stride, padding, extra submodules, hooks, parametrizations, ...), weights it shares with the rest of the model
+(``convert.ties``), or what its forward computes on a small input (``convert.probe``).
 """
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from ..functional import check_backend
 from ..layer import FastInception
 from ..spec import InceptionSpec
 from ..structure import NotConvertible, d2l_spec_of, looks_like_d2l_inception
+from .probe import probe
 from .report import ConversionReport, ConvertedBlock, SkippedBlock
+from .ties import tied_blocks
 from .torchvision import (
     batchnorms_in_training,
     fold_torchvision_block,
@@ -69,12 +72,31 @@ def _refuse_training_batchnorm(found: list) -> None:
         )
 
 
+def _build(module: nn.Module, style: str) -> FastInception:
+    """The fused block of a recognised block, on the ``torch`` backend (the probe's)."""
+    if style == "d2l":
+        return FastInception.from_module(module, backend="torch")
+    return fold_torchvision_block(module, backend="torch")
+
+
+def _candidate(module: nn.Module, style: str) -> FastInception | str:
+    """The FastInception for a recognised block, proven by the probe; else the reason it is left alone."""
+    try:
+        fast = _build(module, style)
+    except Exception as error:  # a refused block never makes the whole convert raise
+        return f"cannot build the fused block ({type(error).__name__}: {str(error).strip()[:200]})"
+    return probe(module, fast, lambda m: _build(m, style)) or fast
+
+
 def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
     """Replace every recognised Inception block in ``model`` by a ``FastInception``, in place.
 
     d2l-shaped blocks keep their weights, device, dtype and train/eval mode. torchvision-shaped blocks must be
     in eval mode (their BatchNorm is folded into the convolutions; in training mode this raises
-    ``RuntimeError`` before anything is changed) and become FastInception blocks in eval mode.
+    ``RuntimeError`` before anything is changed) and become FastInception blocks in eval mode. Each swap is
+    proven first: a float64 copy of the block and the fused block run once on a small seeded input and must
+    agree within the dtype's tolerance. Blocks with hooks, with weights shared with the rest of the model, or
+    whose probe fails are left alone.
 
     Returns ``model`` (or the new block when ``model`` itself is a block, which cannot be replaced in place);
     with ``report=True`` returns ``(model, ConversionReport)``, which lists the swapped blocks by qualified
@@ -83,19 +105,22 @@ def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
     check_backend(backend)
     found = survey(model)
     _refuse_training_batchnorm(found)
-    converted, skipped, replacements, swaps = [], [], {}, []
-    # Build every replacement before swapping any, so a failure leaves the model as it was.
+    tied = tied_blocks(model, [module for _, module, _, outcome in found if isinstance(outcome, InceptionSpec)])
+    converted, skipped, outcomes, swaps = [], [], {}, []
+    # Build and prove every replacement before swapping any, so a failure leaves the model as it was.
     for name, module, style, outcome in found:
         if isinstance(outcome, NotConvertible):
             skipped.append(SkippedBlock(name, style, str(outcome)))
             continue
         # A block reachable under two names becomes one FastInception, so weights stay shared.
-        if id(module) not in replacements:
-            if style == "d2l":
-                replacements[id(module)] = FastInception.from_module(module, backend=backend)
-            else:
-                replacements[id(module)] = fold_torchvision_block(module, backend=backend)
-        swaps.append((name, replacements[id(module)]))
+        if id(module) not in outcomes:
+            outcomes[id(module)] = tied.get(id(module)) or _candidate(module, style)
+        fast = outcomes[id(module)]
+        if isinstance(fast, str):
+            skipped.append(SkippedBlock(name, style, fast))
+            continue
+        fast.backend = backend
+        swaps.append((name, fast))
         converted.append(ConvertedBlock(name, style, outcome))
     for name, block in swaps:
         if name:

@@ -2,10 +2,11 @@
 import copy
 
 import torch
-from helpers import D2LInception, assert_close
 from torch import nn
 
 from fastinception import FastInception, Inception, convert, googlenet
+
+from helpers import D2LInception, assert_close
 
 ARGS = (6, 3, (4, 5), (2, 3), 2)
 
@@ -63,3 +64,13 @@ def test_convert_leaves_blocks_with_their_own_parameters_alone():
     _, report = convert(model, report=True)
     assert isinstance(model[0], FastInception) and model[1] is odd
     assert report.skipped_names == ["1"] and "parameter scale of its own" in report.skipped[0].reason
+
+
+def test_convert_leaves_the_random_state_alone():
+    # a conversion must not change what a seeded run does next (no initial weights are drawn for the new blocks)
+    model = googlenet()
+    torch.manual_seed(123)
+    convert(model)
+    after_convert = torch.rand(3)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after_convert)
