@@ -10,7 +10,7 @@ from .ops.torch_plan import inception_torch
 from .ops.triton_function import inception_triton
 from .params import BlockParams
 from .spec import InceptionSpec
-from .validation import check_input, check_out
+from .validation import check_input, check_out, check_params, check_transforms
 
 BACKENDS = ("auto", "torch", "triton")
 
@@ -49,12 +49,15 @@ def inception(
     streams), ``"serial"`` (one after the other on the caller's stream) or ``"grouped"`` (one launch for both;
     forward only, the backward then runs serially).
     """
+    check_params(params, spec)
     if isinstance(x, torch.Tensor) and (dtype := autocast_dtype(x)) is not None:
         x, params = cast_for_autocast(x, params, dtype)
         with torch.autocast(x.device.type, enabled=False):
             return inception(x, params, spec, backend=backend, out=out, deterministic=deterministic, branches=branches)
-    check_input(x, spec, params.w1)
+    check_input(x, spec, params)
     check_branch_mode(branches)
+    plan = resolve_backend(backend, x)
+    check_transforms(x, params, plan)
     if out is None:
         out = torch.empty(
             (x.shape[0], spec.out_channels, x.shape[2], x.shape[3]),
@@ -65,6 +68,6 @@ def inception(
     else:
         check_out(out, x, spec)
     # Nothing to launch for an empty batch; the PyTorch ops still give it an autograd graph.
-    if x.shape[0] != 0 and resolve_backend(backend, x) == "triton":
+    if x.shape[0] != 0 and plan == "triton":
         return inception_triton(x, params, out, deterministic=deterministic, branches=branches)
     return inception_torch(x, params, spec, out)

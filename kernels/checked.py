@@ -8,7 +8,7 @@ does not validate the same tensors again launch after launch.
 """
 import torch
 
-from .common import SUPPORTED_DTYPES, require_launchable
+from .common import SUPPORTED_DTYPES, interpreting, require_launchable
 from .conv2d_backward import launch_conv2d_relu_input_grad, launch_conv2d_relu_weight_grad
 from .conv2d_forward import launch_conv2d_bias_relu, launch_conv2d_bias_relu_pair
 from .stem_backward import launch_stem_input_grad, launch_stem_weight_grad
@@ -43,6 +43,21 @@ def check_same_dtype_and_device(tensors: dict):
     if len(set(devices.values())) != 1:
         raise ValueError(f"all tensors must be on the same device, got {devices}")
     require_launchable(*tensors.values())
+    check_runs_here(first, next(iter(devices.values())))
+
+
+def check_runs_here(dtype, device):
+    """Refuse bf16 on Triton's CPU interpreter, which computes it wrongly (it has no bf16 arithmetic: relative
+    errors around 1e10, silently). The block's ops run bf16 there in fp32 instead; the kernels alone refuse."""
+    if dtype == torch.bfloat16 and device.type == "cpu" and interpreting():
+        raise TypeError("bfloat16 kernels give wrong results under Triton's CPU interpreter; run them on a GPU, or "
+                        "use float32/float16 here (FastInception's triton backend computes bf16 in fp32 there)")
+
+
+def check_mask(name, mask, like):
+    """A ReLU-mask output: None, or uint8 with ``like``'s shape on its device (any strides)."""
+    if mask is not None:
+        check_tensor(name, mask, like.shape, torch.uint8, like.device, dtypes=(torch.uint8,))
 
 
 def check_tensor(name, t, shape, dtype=None, device=None, dtypes=SUPPORTED_DTYPES):
@@ -106,6 +121,11 @@ def _check_1x1(name, w, c_in):
     return w.shape[0]
 
 
+def check_saved_output(name, y, shape, dtype, device):
+    """What a ReLU backward reads: the saved output (the gradient's dtype) or its uint8 mask."""
+    check_tensor(name, y, shape, None, device, dtypes=(dtype, torch.uint8))
+
+
 def _check_stem_grads(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4):
     """The stem backward's activations and gradients; returns (n, c_in, h, w, c1, c2a, c3a, c4)."""
     check_4d("x", x)
@@ -117,28 +137,31 @@ def _check_stem_grads(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4):
         check_tensor(name, g, (n, g.shape[1], h, w), dtype, device)
         chans.append(g.shape[1])
     c1, c2a, c3a, c4 = chans
-    check_tensor("out1", out1, (n, c1, h, w), dtype, device)
-    check_tensor("out4", out4, (n, c4, h, w), dtype, device)
+    check_saved_output("out1", out1, (n, c1, h, w), dtype, device)
+    check_saved_output("out4", out4, (n, c4, h, w), dtype, device)
+    check_runs_here(dtype, device)
     return n, c_in, h, w, c1, c2a, c3a, c4
 
 
 # ---------------------------------------------------------------------------------------------
 # forward
 
-def conv2d_bias_relu(x, weight, bias, out, *, allow_tf32=False, config=None) -> torch.Tensor:
+def conv2d_bias_relu(x, weight, bias, out, *, mask=None, allow_tf32=False, config=None) -> torch.Tensor:
     """Checked ``launch_conv2d_bias_relu``: out <- relu(conv2d(x, weight, bias, stride=1, padding=k//2)).
 
     x: (N, Cin, H, W); weight: (Cout, Cin, k, k) with k odd; bias: (Cout,); out: (N, Cout, H, W); one supported
-    dtype and one device for all. ``config``: None or {"BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps",
-    "num_stages"}. Returns out.
+    dtype and one device for all. ``mask``: None, or uint8 like out, for the ReLU's backward mask. ``config``: None
+    or {"BLOCK_M", "BLOCK_N", "BLOCK_K", "num_warps", "num_stages"}. Returns out.
     """
     _check_conv(x, weight, bias, out)
     check_same_dtype_and_device({"x": x, "weight": weight, "bias": bias, "out": out})
+    check_mask("mask", mask, out)
     check_config(config)
-    return launch_conv2d_bias_relu(x, weight, bias, out, allow_tf32=allow_tf32, config=config)
+    return launch_conv2d_bias_relu(x, weight, bias, out, mask=mask, allow_tf32=allow_tf32, config=config)
 
 
-def conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, allow_tf32=False, config=None) -> None:
+def conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, mask_a=None, mask_b=None,
+                          allow_tf32=False, config=None) -> None:
     """Checked ``launch_conv2d_bias_relu_pair``: both convs in one grouped launch.
 
     Each problem as in ``conv2d_bias_relu``; both have the same N, H, W, dtype and device.
@@ -149,14 +172,19 @@ def conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, allow_t
         raise ValueError(f"x_a and x_b must have the same N, H, W, got {tuple(x_a.shape)} and {tuple(x_b.shape)}")
     check_same_dtype_and_device({"x_a": x_a, "w_a": w_a, "b_a": b_a, "out_a": out_a,
                                  "x_b": x_b, "w_b": w_b, "b_b": b_b, "out_b": out_b})
+    check_mask("mask_a", mask_a, out_a)
+    check_mask("mask_b", mask_b, out_b)
     check_config(config)
-    launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, allow_tf32=allow_tf32, config=config)
+    launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, mask_a=mask_a, mask_b=mask_b,
+                                 allow_tf32=allow_tf32, config=config)
 
 
-def stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, allow_tf32=False, config=None) -> None:
+def stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, mask1=None, mask4=None,
+                 allow_tf32=False, config=None) -> None:
     """Checked ``launch_stem_forward``: the four 1x1 branches of an Inception block that read x, in one launch.
 
     x: (N, Cin, H, W); w*: (c, Cin, 1, 1); b*: (c,); outputs (N, c, H, W); one supported dtype and one device.
+    ``mask1`` / ``mask4``: None, or uint8 like out1 / out4, for their ReLU masks.
     """
     if x.dim() != 4:
         raise ValueError(f"x must be 4-D (N, Cin, H, W), got shape {tuple(x.shape)}")
@@ -173,9 +201,11 @@ def stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, a
         "x": x, "w1": w1, "b1": b1, "w2a": w2a, "b2a": b2a, "w3a": w3a, "b3a": b3a, "w4": w4, "b4": b4,
         "out1": out1, "t2": t2, "t3": t3, "out4": out4,
     })
+    check_mask("mask1", mask1, out1)
+    check_mask("mask4", mask4, out4)
     check_config(config)
-    launch_stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, allow_tf32=allow_tf32,
-                        config=config)
+    launch_stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, mask1=mask1, mask4=mask4,
+                        allow_tf32=allow_tf32, config=config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -184,8 +214,8 @@ def stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, a
 def conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, *, allow_tf32=False, config=None) -> torch.Tensor:
     """Checked ``launch_conv2d_relu_input_grad``: grad_t <- conv2d_input_grad(grad_y * (y > 0), weight) * (t > 0).
 
-    grad_y, y: (N, Cout, H, W); weight: (Cout, Cin, k, k), k odd; t, grad_t: (N, Cin, H, W); one dtype and device.
-    Returns grad_t.
+    grad_y, y: (N, Cout, H, W) (y the saved output, or its uint8 ReLU mask); weight: (Cout, Cin, k, k), k odd;
+    t, grad_t: (N, Cin, H, W); one dtype and device. Returns grad_t.
     """
     check_4d("grad_y", grad_y)
     n, c_out, h, w = grad_y.shape
@@ -194,11 +224,12 @@ def conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, *, allow_tf32=False, co
         raise ValueError(f"weight: expected shape ({c_out}, Cin, k, k) with k odd, got {tuple(weight.shape)}")
     c_in = weight.shape[1]
     dtype, device = grad_y.dtype, grad_y.device
-    check_tensor("y", y, (n, c_out, h, w), dtype, device)
+    check_saved_output("y", y, (n, c_out, h, w), dtype, device)
     check_tensor("weight", weight, weight.shape, dtype, device)
     check_tensor("t", t, (n, c_in, h, w), dtype, device)
     check_tensor("grad_t", grad_t, (n, c_in, h, w), dtype, device)
     require_launchable(grad_y, y, weight, t, grad_t)
+    check_runs_here(dtype, device)
     check_config(config)
     return launch_conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, allow_tf32=allow_tf32, config=config)
 
@@ -206,7 +237,8 @@ def conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, *, allow_tf32=False, co
 def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, deterministic=True, config=None) -> None:
     """Checked ``launch_conv2d_relu_weight_grad``: the weight and bias gradients (either may be None).
 
-    grad_y, y: (N, Cout, H, W); t: (N, Cin, H, W) (one dtype and device). grad_weight: (Cout, Cin, k, k), k odd;
+    grad_y, y: (N, Cout, H, W) (y the saved output, or its uint8 ReLU mask); t: (N, Cin, H, W) (one dtype and
+    device). grad_weight: (Cout, Cin, k, k), k odd;
     grad_bias: (Cout,); on the same device, in any supported dtype (the parameter dtype).
     """
     if grad_weight is None and grad_bias is None:
@@ -214,7 +246,7 @@ def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, determinist
     check_4d("grad_y", grad_y)
     n, c_out, h, w = grad_y.shape
     dtype, device = grad_y.dtype, grad_y.device
-    check_tensor("y", y, (n, c_out, h, w), dtype, device)
+    check_saved_output("y", y, (n, c_out, h, w), dtype, device)
     check_4d("t", t)
     c_in = t.shape[1]
     check_tensor("t", t, (n, c_in, h, w), dtype, device)
@@ -227,6 +259,7 @@ def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, determinist
     if grad_bias is not None:
         check_tensor("grad_bias", grad_bias, (c_out,), None, device)
     require_launchable(grad_y, y, t, grad_weight, grad_bias)
+    check_runs_here(dtype, device)
     check_config(config)
     launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, deterministic=deterministic, config=config)
 

@@ -30,13 +30,13 @@ from .launch import (
     strides,
     tile_grid,
 )
-from .tiles import bias_relu, mma, pc_ptrs, pixel_coords, program_tile
+from .tiles import bias_relu, mma, pc_ptrs, pixel_coords, program_tile, store_relu_mask
 
 
 @triton.jit
 def conv_tile(
-    # pointers
-    x_ptr, w_ptr, b_ptr, out_ptr,
+    # pointers (mask_ptr: None, or where the output's ReLU mask goes)
+    x_ptr, w_ptr, b_ptr, out_ptr, mask_ptr,
     # this program's tile
     pid_m, pid_n,
     # sizes
@@ -46,6 +46,7 @@ def conv_tile(
     stride_w_o, stride_w_i, stride_w_h, stride_w_w,
     stride_b,
     stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+    stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w,
     # meta-parameters
     KSIZE: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
@@ -82,8 +83,13 @@ def conv_tile(
                 b_ptrs += b_step
 
     acc = bias_relu(acc, tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE))
-    tl.store(pc_ptrs(out_ptr, n_idx, oh, ow, offs_n, stride_out_n, stride_out_c, stride_out_h, stride_out_w),
-             acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    y = acc.to(out_ptr.dtype.element_ty)
+    out_mask = mask_m[:, None] & mask_n[None, :]
+    tl.store(pc_ptrs(out_ptr, n_idx, oh, ow, offs_n, stride_out_n, stride_out_c, stride_out_h, stride_out_w), y,
+             mask=out_mask)
+    if mask_ptr is not None:
+        store_relu_mask(pc_ptrs(mask_ptr, n_idx, oh, ow, offs_n,
+                                stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w), y, out_mask)
 
 
 # tl.dot configs: large tiles for wide layers, BLOCK_K=16 for the narrow reduced inputs (c3a=16); fp64 tunes over
@@ -112,7 +118,7 @@ CONV_CONFIGS = [
 @triton.jit(do_not_specialize=["P_BUCKET"])
 def _conv2d_bias_relu_kernel(
     # pointers
-    x_ptr, w_ptr, b_ptr, out_ptr,
+    x_ptr, w_ptr, b_ptr, out_ptr, mask_ptr,
     # sizes (P_BUCKET: autotune key only)
     P, P_BUCKET, H, W, C_IN, C_OUT,
     # strides
@@ -120,6 +126,7 @@ def _conv2d_bias_relu_kernel(
     stride_w_o, stride_w_i, stride_w_h, stride_w_w,
     stride_b,
     stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+    stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w,
     # meta-parameters
     KSIZE: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
@@ -127,13 +134,14 @@ def _conv2d_bias_relu_kernel(
 ):
     pid_m, pid_n, in_range = program_tile(tl.cdiv(C_OUT, BLOCK_N), P, BLOCK_M)
     if in_range:
-        conv_tile(x_ptr, w_ptr, b_ptr, out_ptr,
+        conv_tile(x_ptr, w_ptr, b_ptr, out_ptr, mask_ptr,
                   pid_m, pid_n,
                   P, H, W, C_IN, C_OUT,
                   stride_x_n, stride_x_c, stride_x_h, stride_x_w,
                   stride_w_o, stride_w_i, stride_w_h, stride_w_w,
                   stride_b,
                   stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+                  stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w,
                   KSIZE, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
@@ -151,9 +159,9 @@ def _conv2d_bias_relu_kernel(
 )
 @triton.jit(do_not_specialize=["P_BUCKET"])
 def _conv2d_bias_relu_pair_kernel(
-    # pointers: problem a, then problem b
-    xa_ptr, wa_ptr, ba_ptr, outa_ptr,
-    xb_ptr, wb_ptr, bb_ptr, outb_ptr,
+    # pointers: problem a, then problem b (mask*_ptr: None, or where that output's ReLU mask goes)
+    xa_ptr, wa_ptr, ba_ptr, outa_ptr, maska_ptr,
+    xb_ptr, wb_ptr, bb_ptr, outb_ptr, maskb_ptr,
     # sizes (P_BUCKET: autotune key only)
     P, P_BUCKET, H, W, C_IN_A, C_OUT_A, C_IN_B, C_OUT_B,
     # strides
@@ -161,10 +169,12 @@ def _conv2d_bias_relu_pair_kernel(
     stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
     stride_ba,
     stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
+    stride_maska_n, stride_maska_c, stride_maska_h, stride_maska_w,
     stride_xb_n, stride_xb_c, stride_xb_h, stride_xb_w,
     stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
     stride_bb,
     stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
+    stride_maskb_n, stride_maskb_c, stride_maskb_h, stride_maskb_w,
     # meta-parameters
     KSIZE_A: tl.constexpr, KSIZE_B: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
@@ -176,13 +186,14 @@ def _conv2d_bias_relu_pair_kernel(
     num_n_a = tl.cdiv(C_OUT_A, BLOCK_N)
     tiles_a = tl.cdiv(P, BLOCK_M) * num_n_a
     if pid < tiles_a:
-        conv_tile(xa_ptr, wa_ptr, ba_ptr, outa_ptr,
+        conv_tile(xa_ptr, wa_ptr, ba_ptr, outa_ptr, maska_ptr,
                   pid // num_n_a, pid % num_n_a,
                   P, H, W, C_IN_A, C_OUT_A,
                   stride_xa_n, stride_xa_c, stride_xa_h, stride_xa_w,
                   stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
                   stride_ba,
                   stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
+                  stride_maska_n, stride_maska_c, stride_maska_h, stride_maska_w,
                   KSIZE_A, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
     else:
         num_n_b = tl.cdiv(C_OUT_B, BLOCK_N)
@@ -190,33 +201,36 @@ def _conv2d_bias_relu_pair_kernel(
         pid_m = pid_b // num_n_b
         # a grid spilled onto axis 1 rounds up past the last tile
         if pid_m * BLOCK_M < P:
-            conv_tile(xb_ptr, wb_ptr, bb_ptr, outb_ptr,
+            conv_tile(xb_ptr, wb_ptr, bb_ptr, outb_ptr, maskb_ptr,
                       pid_m, pid_b % num_n_b,
                       P, H, W, C_IN_B, C_OUT_B,
                       stride_xb_n, stride_xb_c, stride_xb_h, stride_xb_w,
                       stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
                       stride_bb,
                       stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
+                      stride_maskb_n, stride_maskb_c, stride_maskb_h, stride_maskb_w,
                       KSIZE_B, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 # ---------------------------------------------------------------------------------------------
 # launchers (unchecked)
 
-def _conv_args(suffix, x, weight, bias, out):
+def _conv_args(suffix, x, weight, bias, out, mask):
     # one problem's pointers, channels and strides, named as the kernels name them (suffix "" or "a" / "b")
     up = f"_{suffix.upper()}" if suffix else ""
     return {
         f"x{suffix}_ptr": x, f"w{suffix}_ptr": weight, f"b{suffix}_ptr": bias, f"out{suffix}_ptr": out,
+        f"mask{suffix}_ptr": mask,
         f"C_IN{up}": x.shape[1], f"C_OUT{up}": weight.shape[0],
         **strides(f"x{suffix}", x), **strides(f"w{suffix}", weight, "oihw"), **strides(f"b{suffix}", bias),
-        **strides(f"out{suffix}", out),
+        **strides(f"out{suffix}", out), **strides(f"mask{suffix}", mask),
     }
 
 
-def launch_conv2d_bias_relu(x, weight, bias, out, *, allow_tf32=False, config=None):
+def launch_conv2d_bias_relu(x, weight, bias, out, *, mask=None, allow_tf32=False, config=None):
     """out <- relu(conv2d(x, weight, bias, stride=1, padding=k//2)), one kernel launch. Unchecked: arguments as
-    ``checked.conv2d_bias_relu`` validates them.
+    ``checked.conv2d_bias_relu`` validates them. ``mask`` (uint8, out's shape, any strides) receives the ReLU's
+    backward mask (``tiles.store_relu_mask``) when given.
 
     x: (N, C_IN, H, W); weight: (C_OUT, C_IN, k, k) with k odd; bias: (C_OUT,); out: (N, C_OUT, H, W).
     Any strides (NCHW, channels_last, channel slices). ``config``: None (autotuned on GPU, a small
@@ -229,15 +243,15 @@ def launch_conv2d_bias_relu(x, weight, bias, out, *, allow_tf32=False, config=No
     P = N * H * W
     if out.numel() == 0:
         return out
-    kwargs = dict(**_conv_args("", x, weight, bias, out), P=P, P_BUCKET=pixel_bucket(P), H=H, W=W,
+    kwargs = dict(**_conv_args("", x, weight, bias, out, mask), P=P, P_BUCKET=pixel_bucket(P), H=H, W=W,
                   KSIZE=weight.shape[2], **mma_meta(x.dtype, allow_tf32))
     launch(_conv2d_bias_relu_kernel, lambda META: tile_grid(P, C_OUT, META["BLOCK_M"], META["BLOCK_N"]), kwargs,
            config, INTERPRET_CONFIG)
     return out
 
 
-def launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, allow_tf32=False,
-                                 config=None) -> None:
+def launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, mask_a=None, mask_b=None,
+                                 allow_tf32=False, config=None) -> None:
     """ONE launch computing out_a <- relu(conv2d(x_a, w_a, b_a, padding k_a//2)) and
     out_b <- relu(conv2d(x_b, w_b, b_b, padding k_b//2)): the block's 3x3 and 5x5 convs as one grouped launch.
     Unchecked: arguments as ``checked.conv2d_bias_relu_pair`` validates them.
@@ -245,7 +259,8 @@ def launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, 
     Same N, H, W, dtype and device for both problems; channel counts and odd kernel sizes may differ; any
     strides for every tensor. The grid is the two problems' tile grids end to end: flattened program ids
     below problem a's tile count work on a, the rest on b (k_a and k_b are constexpr, so each path's loops
-    are specialised). ``config`` as in ``launch_conv2d_bias_relu``, one tile for both halves. An empty problem is
+    are specialised). ``mask_a`` / ``mask_b``: the ReLU masks, as in ``launch_conv2d_bias_relu``. ``config`` as in
+    ``launch_conv2d_bias_relu``, one tile for both halves. An empty problem is
     skipped: the other then runs alone in the single-problem kernel (still one launch); nothing launches when
     both are empty.
     """
@@ -256,13 +271,13 @@ def launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, 
         return
     # the pair kernel assumes both halves have column blocks
     if C_OUT_B == 0:
-        launch_conv2d_bias_relu(x_a, w_a, b_a, out_a, allow_tf32=allow_tf32, config=config)
+        launch_conv2d_bias_relu(x_a, w_a, b_a, out_a, mask=mask_a, allow_tf32=allow_tf32, config=config)
         return
     if C_OUT_A == 0:
-        launch_conv2d_bias_relu(x_b, w_b, b_b, out_b, allow_tf32=allow_tf32, config=config)
+        launch_conv2d_bias_relu(x_b, w_b, b_b, out_b, mask=mask_b, allow_tf32=allow_tf32, config=config)
         return
 
-    kwargs = dict(**_conv_args("a", x_a, w_a, b_a, out_a), **_conv_args("b", x_b, w_b, b_b, out_b),
+    kwargs = dict(**_conv_args("a", x_a, w_a, b_a, out_a, mask_a), **_conv_args("b", x_b, w_b, b_b, out_b, mask_b),
                   P=P, P_BUCKET=pixel_bucket(P), H=H, W=W, KSIZE_A=w_a.shape[2], KSIZE_B=w_b.shape[2],
                   **mma_meta(x_a.dtype, allow_tf32))
 

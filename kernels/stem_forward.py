@@ -26,13 +26,13 @@ from .launch import (
     strides,
     tile_grid,
 )
-from .tiles import bias_relu, maxpool3x3_pc, mma, pc_ptrs, pixel_coords, program_tile
+from .tiles import bias_relu, maxpool3x3_pc, mma, pc_ptrs, pixel_coords, program_tile, store_relu_mask
 
 
 @triton.jit
 def _stem_pool_tile(
-    # pointers
-    x_ptr, w4_ptr, b4_ptr, out4_ptr,
+    # pointers (mask4_ptr: None, or where out4's ReLU mask goes)
+    x_ptr, w4_ptr, b4_ptr, out4_ptr, mask4_ptr,
     # this program's column block, and its pixel tile: mask and coordinates
     pid_n, mask_m, n_idx, oh, ow,
     # sizes
@@ -42,6 +42,7 @@ def _stem_pool_tile(
     stride_w4_o, stride_w4_i,
     stride_b4,
     stride_out4_n, stride_out4_c, stride_out4_h, stride_out4_w,
+    stride_mask4_n, stride_mask4_c, stride_mask4_h, stride_mask4_w,
     # meta-parameters
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -63,8 +64,13 @@ def _stem_pool_tile(
         w_ptrs += w_step
 
     acc = bias_relu(acc, tl.load(b4_ptr + offs_n * stride_b4, mask=mask_n, other=0.0).to(ACC_DTYPE))
-    tl.store(pc_ptrs(out4_ptr, n_idx, oh, ow, offs_n, stride_out4_n, stride_out4_c, stride_out4_h, stride_out4_w),
-             acc.to(out4_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+    y = acc.to(out4_ptr.dtype.element_ty)
+    out_mask = mask_m[:, None] & mask_n[None, :]
+    tl.store(pc_ptrs(out4_ptr, n_idx, oh, ow, offs_n, stride_out4_n, stride_out4_c, stride_out4_h, stride_out4_w), y,
+             mask=out_mask)
+    if mask4_ptr is not None:
+        store_relu_mask(pc_ptrs(mask4_ptr, n_idx, oh, ow, offs_n,
+                                stride_mask4_n, stride_mask4_c, stride_mask4_h, stride_mask4_w), y, out_mask)
 
 
 # tl.dot configs (fp64 tunes over FP64_CONFIGS instead). The pool branch's nine shifted A loads are each
@@ -94,9 +100,9 @@ STEM_CONFIGS = [
 )
 @triton.jit(do_not_specialize=["P_BUCKET"])
 def _stem_forward_kernel(
-    # pointers
+    # pointers (mask1_ptr / mask4_ptr: None, or where out1's / out4's ReLU masks go)
     x_ptr, w1_ptr, w2_ptr, w3_ptr, w4_ptr, b1_ptr, b2_ptr, b3_ptr, b4_ptr,
-    out1_ptr, t2_ptr, t3_ptr, out4_ptr,
+    out1_ptr, t2_ptr, t3_ptr, out4_ptr, mask1_ptr, mask4_ptr,
     # sizes (P_BUCKET: autotune key only)
     P, P_BUCKET, H, W, C_IN, C1, C2, C3, C4,
     # strides
@@ -107,6 +113,8 @@ def _stem_forward_kernel(
     stride_t2_n, stride_t2_c, stride_t2_h, stride_t2_w,
     stride_t3_n, stride_t3_c, stride_t3_h, stride_t3_w,
     stride_out4_n, stride_out4_c, stride_out4_h, stride_out4_w,
+    stride_mask1_n, stride_mask1_c, stride_mask1_h, stride_mask1_w,
+    stride_mask4_n, stride_mask4_c, stride_mask4_h, stride_mask4_w,
     # meta-parameters
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -161,19 +169,24 @@ def _stem_forward_kernel(
             # epilogue routing: every column goes to exactly one of out1 / t2 / t3
             tl.store(pc_ptrs(out1_ptr, n_idx, oh, ow, j1, stride_out1_n, stride_out1_c, stride_out1_h, stride_out1_w),
                      y, mask=mask_m[:, None] & in1[None, :])
+            if mask1_ptr is not None:
+                store_relu_mask(pc_ptrs(mask1_ptr, n_idx, oh, ow, j1,
+                                        stride_mask1_n, stride_mask1_c, stride_mask1_h, stride_mask1_w),
+                                y, mask_m[:, None] & in1[None, :])
             tl.store(pc_ptrs(t2_ptr, n_idx, oh, ow, j2, stride_t2_n, stride_t2_c, stride_t2_h, stride_t2_w),
                      y, mask=mask_m[:, None] & in2[None, :])
             tl.store(pc_ptrs(t3_ptr, n_idx, oh, ow, j3, stride_t3_n, stride_t3_c, stride_t3_h, stride_t3_w),
                      y, mask=mask_m[:, None] & in3[None, :])
         else:
             _stem_pool_tile(
-                x_ptr, w4_ptr, b4_ptr, out4_ptr,
+                x_ptr, w4_ptr, b4_ptr, out4_ptr, mask4_ptr,
                 pid_n - NB_MAIN, mask_m, n_idx, oh, ow,
                 H, W, C_IN, C4,
                 stride_x_n, stride_x_c, stride_x_h, stride_x_w,
                 stride_w4_o, stride_w4_i,
                 stride_b4,
                 stride_out4_n, stride_out4_c, stride_out4_h, stride_out4_w,
+                stride_mask4_n, stride_mask4_c, stride_mask4_h, stride_mask4_w,
                 USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K,
             )
 
@@ -181,14 +194,16 @@ def _stem_forward_kernel(
 # ---------------------------------------------------------------------------------------------
 # launcher (unchecked)
 
-def launch_stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, allow_tf32=False,
-                        config=None) -> None:
+def launch_stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out4, *, mask1=None, mask4=None,
+                        allow_tf32=False, config=None) -> None:
     """One launch computing the four 1x1 branches of an Inception block that read x. Unchecked: arguments as
     ``checked.stem_forward`` validates them.
 
     out1 <- relu(conv1x1(x, w1) + b1); t2 <- relu(conv1x1(x, w2a) + b2a); t3 <- relu(conv1x1(x, w3a) + b3a);
     out4 <- relu(conv1x1(maxpool2d(x, 3, stride=1, padding=1), w4) + b4).
-    x: (N, C_IN, H, W); w*: (c, C_IN, 1, 1); b*: (c,); outputs (N, c, H, W). Any strides.
+    x: (N, C_IN, H, W); w*: (c, C_IN, 1, 1); b*: (c,); outputs (N, c, H, W). Any strides. ``mask1`` / ``mask4``
+    (uint8, out1's / out4's shape, any strides) receive those outputs' ReLU masks (``tiles.store_relu_mask``) when
+    given.
     """
     N, C_IN, H, W = x.shape
     c1, c2, c3, c4 = w1.shape[0], w2a.shape[0], w3a.shape[0], w4.shape[0]
@@ -198,12 +213,13 @@ def launch_stem_forward(x, w1, b1, w2a, b2a, w3a, b3a, w4, b4, out1, t2, t3, out
 
     kwargs = dict(
         x_ptr=x, w1_ptr=w1, w2_ptr=w2a, w3_ptr=w3a, w4_ptr=w4, b1_ptr=b1, b2_ptr=b2a, b3_ptr=b3a, b4_ptr=b4,
-        out1_ptr=out1, t2_ptr=t2, t3_ptr=t3, out4_ptr=out4,
+        out1_ptr=out1, t2_ptr=t2, t3_ptr=t3, out4_ptr=out4, mask1_ptr=mask1, mask4_ptr=mask4,
         P=P, P_BUCKET=pixel_bucket(P), H=H, W=W, C_IN=C_IN, C1=c1, C2=c2, C3=c3, C4=c4,
         **strides("x", x),
         **strides("w1", w1, "oi"), **strides("w2", w2a, "oi"), **strides("w3", w3a, "oi"), **strides("w4", w4, "oi"),
         **strides("b1", b1), **strides("b2", b2a), **strides("b3", b3a), **strides("b4", b4),
         **strides("out1", out1), **strides("t2", t2), **strides("t3", t3), **strides("out4", out4),
+        **strides("mask1", mask1), **strides("mask4", mask4),
         **mma_meta(x.dtype, allow_tf32),
     )
 

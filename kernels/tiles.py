@@ -66,8 +66,17 @@ def cp_ptrs(
 
 @triton.jit
 def relu_grad(g, out):
-    # ReLU backward from the saved output: zero where out <= 0 (a NaN output passes g), as PyTorch does
+    # ReLU backward from the saved output, or from its mask (store_relu_mask: 0 or 1): zero where out <= 0 (a NaN
+    # output passes g), as PyTorch does
     return tl.where(out <= 0, tl.zeros_like(g), g)
+
+
+@triton.jit
+def store_relu_mask(ptrs, y, mask):
+    # The ReLU's backward mask of the stored output y (in its own dtype), one byte per element: 1 where the gradient
+    # passes (y > 0, or y NaN), 0 where relu_grad zeroes it. Saved for backward instead of the output, which the
+    # caller may then modify in place.
+    tl.store(ptrs, ((y > 0) | (y != y)).to(tl.uint8), mask=mask)
 
 
 @triton.jit

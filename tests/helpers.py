@@ -1,6 +1,6 @@
 """What the tests share: devices and skips, seeded inputs and NaN-poisoned outputs, float64 references of the
-kernels, the block cases and the float64 check of a whole block, a recorder of kernel launches and aten ops, and
-IDX data files for the train command.
+kernels, the block cases and the float64 check of a whole block, reference-shaped blocks (d2l and a torchvision
+replica), a recorder of kernel launches and aten ops, and IDX data files for the train command.
 
 Tolerances and the float64 oracle are the package's own (``fastinception.testing``), as the benchmarks use them.
 """
@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fastinception.kernels.common import interpreting
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
+from fastinception.kernels.common import interpreting
 from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
 
 __all__ = [
@@ -28,7 +28,8 @@ __all__ = [
     "GPU_ONLY", "GPU_TILE_CONFIGS", "NCHW", "REL_TOL", "TF32_REL_TOL", "assert_close", "assert_untouched",
     "check_against_float64", "conv_ref", "googlenet_cases", "layout_id", "make_input", "make_weight", "poisoned",
     "random_cases", "randn", "record_launches", "rel_error", "seeded_cases", "seeded_pair", "stem_ref", "idx_bytes",
-    "write", "write_fashion_mnist",
+    "write", "write_fashion_mnist", "shuffled_programs", "tf32_tol", "BasicConv2d", "TVInception", "TVGoogLeNet",
+    "randomise_batchnorms", "small_block",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -48,6 +49,12 @@ GPU_TILE_CONFIGS = [
     {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 8, "num_stages": 2},
     {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16, "num_warps": 8, "num_stages": 2},
 ]
+
+
+def tf32_tol() -> float:
+    """The tolerance of an fp32 kernel asked for tf32: tf32's on a GPU; fp32's under the interpreter, which computes
+    ``tl.dot`` in full fp32 whatever the precision asked for (a looser bound there would hide real errors)."""
+    return TF32_REL_TOL if CUDA else REL_TOL[torch.float32]
 
 
 def _format(fmt) -> torch.memory_format:
@@ -224,7 +231,146 @@ class D2LInception(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# a structural replica of torchvision's GoogLeNet (same module names, shapes and forward) with no torchvision import,
+# and BatchNorm statistics far from the defaults
+
+# convert must recognise these by structure alone.
+class BasicConv2d(nn.Module):
+    def __init__(self, in_channels, out_channels, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class TVInception(nn.Module):
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
+        super().__init__()
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(
+            BasicConv2d(in_channels, ch3x3red, kernel_size=1), BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1)
+        )
+        # torchvision's "5x5" branch uses a 3x3 kernel.
+        self.branch3 = nn.Sequential(
+            BasicConv2d(in_channels, ch5x5red, kernel_size=1), BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1)
+        )
+        self.branch4 = nn.Sequential(
+            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+            BasicConv2d(in_channels, pool_proj, kernel_size=1),
+        )
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class InceptionAux(nn.Module):
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.conv = BasicConv2d(in_channels, 128, kernel_size=1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x):
+        x = torch.flatten(self.conv(F.adaptive_avg_pool2d(x, (4, 4))), 1)
+        return self.fc2(F.dropout(F.relu(self.fc1(x)), 0.7, training=self.training))
+
+
+class TVGoogLeNet(nn.Module):
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        self.conv1 = BasicConv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception3a = TVInception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = TVInception(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = TVInception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = TVInception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = TVInception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = TVInception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = TVInception(528, 256, 160, 320, 32, 128, 128)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.inception5a = TVInception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = TVInception(832, 384, 192, 384, 48, 128, 128)
+        self.aux1 = InceptionAux(512, num_classes)
+        self.aux2 = InceptionAux(528, num_classes)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=0.2)
+        self.fc = nn.Linear(1024, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool1(self.conv1(x))
+        x = self.maxpool2(self.conv3(self.conv2(x)))
+        x = self.maxpool3(self.inception3b(self.inception3a(x)))
+        x = self.inception4a(x)
+        aux1 = self.aux1(x) if self.training else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if self.training else None
+        x = self.maxpool4(self.inception4e(x))
+        x = self.inception5b(self.inception5a(x))
+        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+        return (x, aux2, aux1) if self.training else x
+
+
+def randomise_batchnorms(model: nn.Module, seed: int) -> None:
+    """Statistics and affine parameters far from the defaults, so a wrong fold shows in the output."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            with torch.no_grad():
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.25)
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+
+
+def small_block() -> TVInception:
+    torch.manual_seed(0)
+    block = TVInception(6, 3, 4, 5, 2, 3, 2)
+    randomise_batchnorms(block, seed=1)
+    return block.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # kernel launches and the aten ops between them
+
+@contextlib.contextmanager
+def shuffled_programs(seed: int):
+    """Under the interpreter, run each launch's programs in a random order instead of one after the other.
+
+    The interpreter runs a grid's programs in order, so float atomics add up the same way every run and a test of
+    bitwise determinism could not fail on the CPU. Remapping every program index through a random permutation of
+    the grid (each program still runs exactly once) makes atomics order-dependent, as on a GPU."""
+    if not interpreting():
+        yield
+        return
+    from triton.runtime import interpreter
+
+    builder = interpreter.interpreter_builder
+    rng = random.Random(seed)
+    original_dim, original_idx = builder.set_grid_dim, builder.set_grid_idx
+    order = {}
+
+    def set_grid_dim(nx, ny, nz):
+        programs = [(x, y, z) for x in range(nx) for y in range(ny) for z in range(nz)]
+        order.clear()
+        order.update(zip(programs, rng.sample(programs, len(programs))))
+        original_dim(nx, ny, nz)
+
+    def set_grid_idx(x, y, z):
+        original_idx(*order[(x, y, z)])
+
+    builder.set_grid_dim, builder.set_grid_idx = set_grid_dim, set_grid_idx
+    try:
+        yield
+    finally:
+        builder.set_grid_dim, builder.set_grid_idx = original_dim, original_idx
+
 
 # Ops that only allocate or view memory: anything else recorded in a triton pass is PyTorch compute.
 ALLOCATION_AND_VIEW_OPS = {"empty", "empty_strided", "slice", "select", "as_strided", "alias", "detach", "view", "t"}

@@ -3,6 +3,12 @@
 Being custom ops makes them opaque to ``torch.compile`` (it does not trace into the launchers, the
 autotuner or the stream fork/join) and lets CUDA graphs capture them like any other op. The block's
 channel configuration is read off the weight shapes.
+
+Two things the kernels cannot do themselves are settled here, at run time, where the real tensors are:
+- an ``out`` that shares elements with ``x`` (the stem reads x while other programs write out) is computed into a
+  fresh buffer and then copied, so the result is what ``out.copy_(block(x))`` gives;
+- bf16 on Triton's CPU interpreter, which computes bf16 wrongly, runs in fp32 and rounds the results to bf16
+  (on a GPU bf16 runs as bf16).
 """
 from __future__ import annotations
 
@@ -13,9 +19,11 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from ..kernels.common import interpreting
 from ..params import BlockParams
 from ..spec import InceptionSpec
 from .layout import memory_format_of
+from .overlap import may_share_elements
 from .streams import branch_streams
 
 
@@ -44,13 +52,32 @@ def _on_device(x: Tensor):
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
+def _interpreting_bf16(x: Tensor) -> bool:
+    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and interpreting()
+
+
+def _fp32(tensors):
+    return [t.float() for t in tensors]
+
+
 @torch.library.custom_op("fastinception::triton_forward", mutates_args=("out",))
 def triton_forward(
-    x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: bool, branches: str
-) -> Tuple[Tensor, Tensor]:
+    x: Tensor, out: Tensor, params: List[Tensor], allow_tf32: bool, branches: str, save_mask: bool
+) -> Tuple[Tensor, Tensor, Tensor]:
     """The stem launch (p1, both reductions, pool branch), then the two spatial convs: two launches on side streams
     (``branches="streams"``) or on the caller's stream (``"serial"``), or one grouped launch (``"grouped"``).
-    Returns t2, t3."""
+    Returns t2, t3 and, with ``save_mask``, the output's ReLU mask (uint8, 1 where a gradient passes; an empty
+    tensor otherwise), which the backward reads instead of the output."""
+    if _interpreting_bf16(x):
+        out32 = torch.empty(out.shape, dtype=torch.float32, device=out.device, memory_format=memory_format_of(out))
+        t2, t3, mask = triton_forward(x.float(), out32, _fp32(params), allow_tf32, branches, save_mask)
+        out.copy_(out32)
+        return t2.to(x.dtype), t3.to(x.dtype), mask
+    if may_share_elements(x, out):
+        fresh = torch.empty(out.shape, dtype=out.dtype, device=out.device, memory_format=memory_format_of(out))
+        t2, t3, mask = triton_forward(x, fresh, params, allow_tf32, branches, save_mask)
+        out.copy_(fresh)
+        return t2, t3, mask
     # Imported here, not at the top: the kernel modules import triton, which reads TRITON_INTERPRET once, and
     # importing fastinception must leave that choice open.
     from ..kernels.conv2d_forward import launch_conv2d_bias_relu, launch_conv2d_bias_relu_pair
@@ -60,27 +87,36 @@ def triton_forward(
     s1, s2, s3, s4 = _branch_slices(p)
     t2 = _empty_like_layout(x, p.w2a.shape[0])
     t3 = _empty_like_layout(x, p.w3a.shape[0])
+    mask = _mask_buffer(x, out.shape[1], save_mask)
+    m1, m2, m3, m4 = (mask[:, s] if save_mask else None for s in (s1, s2, s3, s4))
     with _on_device(x):
-        launch_stem_forward(
-            x, p.w1, p.b1, p.w2a, p.b2a, p.w3a, p.b3a, p.w4, p.b4, out[:, s1], t2, t3, out[:, s4], allow_tf32=allow_tf32
-        )
+        launch_stem_forward(x, p.w1, p.b1, p.w2a, p.b2a, p.w3a, p.b3a, p.w4, p.b4, out[:, s1], t2, t3, out[:, s4],
+                            mask1=m1, mask4=m4, allow_tf32=allow_tf32)
         if branches == "grouped":
-            launch_conv2d_bias_relu_pair(
-                t2, p.w2b, p.b2b, out[:, s2], t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32
-            )
+            launch_conv2d_bias_relu_pair(t2, p.w2b, p.b2b, out[:, s2], t3, p.w3b, p.b3b, out[:, s3], mask_a=m2,
+                                         mask_b=m3, allow_tf32=allow_tf32)
         else:
             with branch_streams(x.device, branches == "streams") as (branch2, branch3):
                 with branch2:
-                    launch_conv2d_bias_relu(t2, p.w2b, p.b2b, out[:, s2], allow_tf32=allow_tf32)
+                    launch_conv2d_bias_relu(t2, p.w2b, p.b2b, out[:, s2], mask=m2, allow_tf32=allow_tf32)
                 with branch3:
-                    launch_conv2d_bias_relu(t3, p.w3b, p.b3b, out[:, s3], allow_tf32=allow_tf32)
-    return t2, t3
+                    launch_conv2d_bias_relu(t3, p.w3b, p.b3b, out[:, s3], mask=m3, allow_tf32=allow_tf32)
+    return t2, t3, mask
+
+
+def _mask_buffer(x: Tensor, channels: int, save_mask: bool) -> Tensor:
+    """The ReLU mask of the block output: one byte per output element, in x's layout; empty when not saved."""
+    if not save_mask:
+        return torch.empty(0, dtype=torch.uint8, device=x.device)
+    n, _, h, w = x.shape
+    return torch.empty((n, channels, h, w), dtype=torch.uint8, device=x.device, memory_format=memory_format_of(x))
 
 
 @triton_forward.register_fake
-def _(x, out, params, allow_tf32, branches):
+def _(x, out, params, allow_tf32, branches, save_mask):
     p = BlockParams(*params)
-    return _empty_like_layout(x, p.w2a.shape[0]), _empty_like_layout(x, p.w3a.shape[0])
+    return (_empty_like_layout(x, p.w2a.shape[0]), _empty_like_layout(x, p.w3a.shape[0]),
+            _mask_buffer(x, out.shape[1], save_mask))
 
 
 def _backward_outputs(x: Tensor, params: List[Tensor], needs: List[bool]) -> List[Tensor]:
@@ -93,13 +129,19 @@ def _backward_outputs(x: Tensor, params: List[Tensor], needs: List[bool]) -> Lis
 
 @torch.library.custom_op("fastinception::triton_backward", mutates_args=())
 def triton_backward(
-    grad_out: Tensor, x: Tensor, out: Tensor, t2: Tensor, t3: Tensor, params: List[Tensor], needs: List[bool],
+    grad_out: Tensor, x: Tensor, mask: Tensor, t2: Tensor, t3: Tensor, params: List[Tensor], needs: List[bool],
     allow_tf32: bool, deterministic: bool, branches: str,
 ) -> List[Tensor]:
-    """Gradients of x and the twelve parameters (``needs`` says which; the others come back empty).
+    """Gradients of x and the twelve parameters (``needs`` says which; the others come back empty), from the saved
+    input, the output's ReLU mask and the reduced activations t2, t3.
 
     The two spatial branches' gradients run on side streams when ``branches="streams"``, else on the caller's.
     """
+    if _interpreting_bf16(x):
+        grads = triton_backward(grad_out.float(), x.float(), mask, t2.float(), t3.float(), _fp32(params), needs,
+                                allow_tf32, deterministic, branches)
+        like = [x, *params]
+        return [g.to(t.dtype) for g, t in zip(grads, like)]
     # Imported here for the reason given in triton_forward.
     from ..kernels.conv2d_backward import launch_conv2d_relu_input_grad, launch_conv2d_relu_weight_grad
     from ..kernels.stem_backward import launch_stem_input_grad, launch_stem_weight_grad
@@ -114,7 +156,7 @@ def triton_backward(
 
     branch_slices = _branch_slices(p)
     g1, g2, g3, g4 = (grad_out[:, s] for s in branch_slices)
-    o1, o2, o3, o4 = (out[:, s] for s in branch_slices)
+    m1, m2, m3, m4 = (mask[:, s] for s in branch_slices)
     stem_names = ("w1", "b1", "w2a", "b2a", "w3a", "b3a", "w4", "b4")
     # The stem's gradient kernels read the reductions' gradients as part of their GEMM operand.
     need_reduced_grads = needs[0] or any(getattr(need, n) for n in stem_names)
@@ -123,24 +165,24 @@ def triton_backward(
     with _on_device(x), branch_streams(x.device, branches == "streams") as (branch2, branch3):
         with branch2:
             if need_reduced_grads:
-                launch_conv2d_relu_input_grad(g2, o2, p.w2b, t2, dt2, allow_tf32=allow_tf32)
+                launch_conv2d_relu_input_grad(g2, m2, p.w2b, t2, dt2, allow_tf32=allow_tf32)
             if need.w2b or need.b2b:
-                launch_conv2d_relu_weight_grad(g2, o2, t2, wanted("w2b"), wanted("b2b"), deterministic=deterministic)
+                launch_conv2d_relu_weight_grad(g2, m2, t2, wanted("w2b"), wanted("b2b"), deterministic=deterministic)
         with branch3:
             if need_reduced_grads:
-                launch_conv2d_relu_input_grad(g3, o3, p.w3b, t3, dt3, allow_tf32=allow_tf32)
+                launch_conv2d_relu_input_grad(g3, m3, p.w3b, t3, dt3, allow_tf32=allow_tf32)
             if need.w3b or need.b3b:
-                launch_conv2d_relu_weight_grad(g3, o3, t3, wanted("w3b"), wanted("b3b"), deterministic=deterministic)
+                launch_conv2d_relu_weight_grad(g3, m3, t3, wanted("w3b"), wanted("b3b"), deterministic=deterministic)
     with _on_device(x):
         if needs[0]:
-            launch_stem_input_grad(x, g1, o1, dt2, dt3, g4, o4, p.w1, p.w2a, p.w3a, p.w4, grad_x, allow_tf32=allow_tf32)
+            launch_stem_input_grad(x, g1, m1, dt2, dt3, g4, m4, p.w1, p.w2a, p.w3a, p.w4, grad_x, allow_tf32=allow_tf32)
         if any(getattr(need, n) for n in stem_names):
             launch_stem_weight_grad(
-                x, g1, o1, dt2, dt3, g4, o4, *(wanted(n) for n in stem_names), deterministic=deterministic
+                x, g1, m1, dt2, dt3, g4, m4, *(wanted(n) for n in stem_names), deterministic=deterministic
             )
     return grads
 
 
 @triton_backward.register_fake
-def _(grad_out, x, out, t2, t3, params, needs, allow_tf32, deterministic, branches):
+def _(grad_out, x, mask, t2, t3, params, needs, allow_tf32, deterministic, branches):
     return _backward_outputs(x, params, needs)

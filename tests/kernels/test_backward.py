@@ -13,13 +13,15 @@ import zlib
 import pytest
 import torch
 import torch.nn.functional as F
+
 from fastinception.kernels.checked import (
     conv2d_relu_input_grad,
     conv2d_relu_weight_grad,
     stem_input_grad,
     stem_weight_grad,
 )
-from helpers import REL_TOL, TF32_REL_TOL, assert_close
+
+from helpers import REL_TOL, assert_close, shuffled_programs, tf32_tol
 
 F64 = torch.float64
 NAN = float("nan")
@@ -67,7 +69,7 @@ def slice_view(t, dtype, fmt, before, after):
 
 
 def tol(dtype, allow_tf32=False):
-    return TF32_REL_TOL if (dtype == torch.float32 and allow_tf32) else REL_TOL[dtype]
+    return tf32_tol() if (dtype == torch.float32 and allow_tf32) else REL_TOL[dtype]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -158,9 +160,10 @@ def test_conv_weight_grad_deterministic(dtype):
     args = [slice_view(ref["grad_y"], dtype, "nhwc", 1, 0), slice_view(ref["y"], dtype, "nhwc", 1, 0),
             to_dev(ref["t"], dtype, "nhwc")]
     runs = []
-    for _ in range(2):
+    for seed in range(2):  # programs in two different orders (on a GPU: whatever order the hardware picks)
         gw, gb = nan_like((5, 6, 3, 3), dtype), nan_like((5,), dtype)
-        conv2d_relu_weight_grad(*args, gw, gb)
+        with shuffled_programs(seed):
+            conv2d_relu_weight_grad(*args, gw, gb)
         runs.append((gw, gb))
     assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
     # the atomic path computes the same sums (up to order)
@@ -359,7 +362,7 @@ def test_stem_tf32_and_atomic():
     dtype = torch.float32
     ref = stem_problem(2, 9, 5, 4, 3, 6, 6, 5, seed=41)
     grad_x, gws, gbs = run_stem(ref, dtype, "nhwc", deterministic=False, allow_tf32=True)
-    check_stem(ref, dtype, grad_x, gws, gbs, tolerance=TF32_REL_TOL)
+    check_stem(ref, dtype, grad_x, gws, gbs, tolerance=tf32_tol())
 
 
 def test_stem_weight_grad_deterministic():
@@ -367,9 +370,10 @@ def test_stem_weight_grad_deterministic():
     ref = stem_problem(3, 6, 3, 4, 2, 5, 10, 11, seed=51)  # 330 pixels: several chunks under the interpreter
     inp = stem_inputs(ref, dtype, "nhwc")
     runs = []
-    for _ in range(2):
+    for seed in range(2):  # programs in two different orders
         outs = stem_weight_outputs(ref, dtype)
-        stem_weight_grad(**inp, **outs)
+        with shuffled_programs(seed):
+            stem_weight_grad(**inp, **outs)
         runs.append(list(outs.values()))
     for a, b in zip(*runs):
         assert torch.equal(a, b)
@@ -423,3 +427,82 @@ def test_stem_bad_inputs():
         stem_input_grad(**inp, **ws, grad_x=gx[..., :2])
     with pytest.raises(ValueError, match=r"gb2a: expected shape \(2,\), got \(3,\)"):
         stem_weight_grad(**inp, **{**dict.fromkeys(STEM_WEIGHT_GRADS), "gb2a": torch.empty(3, device=DEVICE)})
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# atomics across channel blocks, the order of programs, saved outputs in layouts of their own, ReLU masks
+
+def test_atomics_change_bits_when_programs_run_in_another_order():
+    # the determinism tests above can fail: under shuffled program orders the atomic path's sums come out in other
+    # bits (fp32 addition is not associative), while the deterministic path's do not
+    dtype = torch.float32
+    ref = conv_problem(3, 6, 5, 10, 11, 3, seed=3, dtype=dtype)
+    args = [to_dev(ref[k], dtype, "nhwc") for k in ("grad_y", "y", "t")]
+    runs = []
+    for seed in range(4):
+        gw = nan_like((5, 6, 3, 3), dtype)
+        with shuffled_programs(seed):
+            conv2d_relu_weight_grad(*args, gw, None, deterministic=False)
+        runs.append(gw)
+    assert any(not torch.equal(runs[0], r) for r in runs[1:])
+
+
+@pytest.mark.parametrize("deterministic", [True, False], ids=["split", "atomic"])
+def test_conv_weight_grad_spans_several_channel_blocks(deterministic):
+    # 40 input and 36 output channels: more than one 32-channel block of each under the interpreter, so every
+    # (pixel chunk, output-channel block) has several programs and exactly one of them may add the bias
+    dtype = torch.float32
+    ref = conv_problem(2, 40, 36, 7, 6, 3, seed=12, dtype=dtype)
+    grad_y, y, t = (to_dev(ref[k], dtype, "nhwc") for k in ("grad_y", "y", "t"))
+    gw, gb = nan_like((36, 40, 3, 3), dtype), nan_like((36,), dtype)
+    with shuffled_programs(5):
+        conv2d_relu_weight_grad(grad_y, y, t, gw, gb, deterministic=deterministic)
+    assert_close(gw, ref["grad_weight"], dtype, "grad_weight")
+    assert_close(gb, ref["grad_bias"], dtype, "grad_bias")
+
+
+@pytest.mark.parametrize("deterministic", [True, False], ids=["split", "atomic"])
+def test_stem_weight_grad_spans_several_channel_blocks(deterministic):
+    dtype = torch.float32
+    ref = stem_problem(2, 40, 33, 5, 4, 34, 5, 6, seed=52)
+    inp = stem_inputs(ref, dtype, "nhwc")
+    outs = stem_weight_outputs(ref, dtype)
+    with shuffled_programs(6):
+        stem_weight_grad(**inp, **outs, deterministic=deterministic)
+    for name, a, e in zip(STEM_WEIGHT_GRADS, outs.values(), [*ref["grad_ws"], *ref["grad_bs"]]):
+        assert_close(a, e, dtype, name)
+
+
+def test_conv_backward_reads_the_saved_output_with_its_own_strides():
+    # grad_y a channels_last slice, y (or its ReLU mask) NCHW: reading y with grad_y's strides would pass when the
+    # two share a layout, as they do when both are slices of grad_out and out
+    dtype = torch.float32
+    ref = conv_problem(2, 5, 6, 5, 7, 3, seed=13, dtype=dtype)
+    grad_y = slice_view(ref["grad_y"], dtype, "nhwc", 2, 1)
+    weight, t = to_dev(ref["weight"], dtype), to_dev(ref["t"], dtype, "nhwc")
+    mask = ((ref["y"] > 0) | ref["y"].isnan()).to(torch.uint8).to(DEVICE)
+    for what, y in (("output", to_dev(ref["y"], dtype, "nchw")), ("mask", mask)):
+        grad_t = nan_like(t.shape, dtype, "nchw")
+        conv2d_relu_input_grad(grad_y, y, weight, t, grad_t)
+        assert_close(grad_t, ref["grad_t"], dtype, f"grad_t from the saved {what}")
+        gw, gb = nan_like(weight.shape, dtype), nan_like((6,), dtype)
+        conv2d_relu_weight_grad(grad_y, y, t, gw, gb)
+        assert_close(gw, ref["grad_weight"], dtype, f"grad_weight from the saved {what}")
+        assert_close(gb, ref["grad_bias"], dtype, f"grad_bias from the saved {what}")
+
+
+def test_stem_backward_reads_the_saved_outputs_with_their_own_strides():
+    dtype = torch.float32
+    ref = stem_problem(2, 6, 3, 4, 2, 5, 5, 4, seed=53)
+    inp = stem_inputs(ref, dtype, "nhwc")
+    # out1 / out4 (and then their masks) in NCHW, apart from grad_out's channels_last slices
+    saved = {"output": {k: to_dev(ref[k], dtype, "nchw") for k in ("out1", "out4")},
+             "mask": {k: ((ref[k] > 0) | ref[k].isnan()).to(torch.uint8).to(DEVICE) for k in ("out1", "out4")}}
+    for what, outs in saved.items():
+        grad_x = nan_like(ref["x"].shape, dtype, "nhwc")
+        stem_input_grad(**{**inp, **outs}, **stem_weights(ref, dtype), grad_x=grad_x)
+        assert_close(grad_x, ref["grad_x"], dtype, f"grad_x from the saved {what}")
+        gouts = stem_weight_outputs(ref, dtype)
+        stem_weight_grad(**{**inp, **outs}, **gouts)
+        for name, a, e in zip(STEM_WEIGHT_GRADS, gouts.values(), [*ref["grad_ws"], *ref["grad_bs"]]):
+            assert_close(a, e, dtype, f"{name} from the saved {what}")

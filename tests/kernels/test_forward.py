@@ -6,10 +6,13 @@ larger NaN-poisoned buffer: the view must be fully written and correct, everythi
 import pytest
 import torch
 import torch.nn.functional as F
+
 from fastinception.kernels.checked import conv2d_bias_relu, stem_forward
+
 from helpers import (
     BF16_SKIP,
     CL,
+    CUDA,
     DEVICE,
     GPU_ONLY,
     GPU_TILE_CONFIGS,
@@ -377,3 +380,68 @@ def test_stem_tf32():
     case = dict(N=2, Cin=192, cs=(64, 96, 16, 32), H=12, W=12, dtype=torch.float32, x_format=CL, out_format=CL,
                 x_slice=False, w_cl=False, lead=0, seed=51)
     run_stem_case(case, allow_tf32=True, tol=TF32_REL_TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs with layouts of their own, ReLU masks, the GPU tiles, bf16 under the interpreter
+
+
+def test_stem_outputs_with_layouts_of_their_own():
+    # out1, t2, t3 and out4 as four separate tensors in different layouts: a kernel that wrote one output with
+    # another's strides would pass when all four are slices of one buffer
+    gen = torch.Generator().manual_seed(60)
+    N, Cin, H, W, cs = 2, 7, 5, 6, (4, 3, 2, 5)
+    x = make_input((N, Cin, H, W), CL, torch.float32, DEVICE, gen=gen)
+    params = []
+    for c in cs:
+        params += [make_weight(gen, (c, Cin, 1, 1), torch.float32), randn(gen, (c,), torch.float32)]
+    out1 = poisoned((N, cs[0] + 3, H, W), torch.float32, NCHW)[:, 1 : 1 + cs[0]]
+    t2 = poisoned((N, cs[1], H, W), torch.float32, CL)
+    t3 = poisoned((N, cs[2], H, W), torch.float32, NCHW)
+    out4 = poisoned((N, cs[3] + 2, H, W), torch.float32, CL)[:, 2:]
+    assert out1.stride() != out4.stride()
+    # 7 is never a mask value: an unwritten element shows
+    masks = [torch.full((N, cs[0], H, W), 7, dtype=torch.uint8, device=DEVICE).contiguous(memory_format=CL),
+             torch.full((N, cs[3], H, W), 7, dtype=torch.uint8, device=DEVICE)]
+    stem_forward(x, *params, out1, t2, t3, out4, mask1=masks[0], mask4=masks[1])
+    refs = stem_ref(x, *params)
+    for name, o, r in zip(("out1", "t2", "t3", "out4"), (out1, t2, t3, out4), refs):
+        assert_close(o, r, torch.float32, f"stem {name} in a layout of its own")
+    for name, m, o in (("mask1", masks[0], out1), ("mask4", masks[1], out4)):
+        assert torch.equal(m.bool(), o > 0), f"{name} is not the ReLU mask of its output"
+
+
+def test_conv_relu_mask_marks_positive_and_nan_outputs():
+    gen = torch.Generator().manual_seed(61)
+    x = randn(gen, (2, 3, 6, 7), torch.float32, CL)
+    x[1, 2, 0, 6] = float("nan")
+    w = make_weight(gen, (5, 3, 3, 3), torch.float32)
+    b = randn(gen, (5,), torch.float32) - 0.5  # many outputs clamp to 0
+    out = poisoned((2, 5, 6, 7), torch.float32, NCHW)
+    mask = torch.full((2, 9, 6, 7), 7, dtype=torch.uint8, device=DEVICE)[:, 2:7]  # 7: never a mask value
+    conv2d_bias_relu(x, w, b, out, mask=mask)
+    want = (out > 0) | torch.isnan(out)
+    assert (out == 0).any() and torch.isnan(out).any()
+    assert torch.equal(mask, want.to(torch.uint8))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", GPU_TILE_CONFIGS, ids=lambda c: f"{c['BLOCK_M']}x{c['BLOCK_N']}x{c['BLOCK_K']}")
+def test_gpu_tiles_under_the_interpreter(config):
+    # the tiles the GPU tests force, on shapes small enough to interpret (num_warps means nothing here)
+    case = dict(N=1, Cin=20, Cout=17, H=9, W=8, k=3, dtype=torch.float32, x_format=CL, out_format=CL,
+                x_slice=True, w_cl=False, offset=3, seed=62)
+    run_conv_case(case, config=config)
+    stem = dict(N=1, Cin=19, cs=(5, 17, 3, 9), H=9, W=8, dtype=torch.float32, x_format=CL, out_format=NCHW,
+                x_slice=False, w_cl=False, lead=1, seed=63)
+    run_stem_case(stem, config=config)
+
+
+@pytest.mark.skipif(CUDA, reason="the refusal is for Triton's CPU interpreter")
+def test_bf16_kernels_are_refused_under_the_interpreter():
+    x = torch.randn(1, 3, 4, 4, dtype=torch.bfloat16)
+    w, b = torch.randn(4, 3, 3, 3, dtype=torch.bfloat16), torch.randn(4, dtype=torch.bfloat16)
+    out = torch.zeros(1, 4, 4, 4, dtype=torch.bfloat16)
+    with pytest.raises(TypeError, match="bfloat16 kernels give wrong results under Triton's CPU interpreter"):
+        conv2d_bias_relu(x, w, b, out)
+    assert (out == 0).all()

@@ -8,7 +8,9 @@ pre_hook and the bucketed key work together in Triton's own Autotuner.
 import pytest
 import torch
 import triton
+
 from fastinception.kernels import conv2d_backward, conv2d_forward, launch, stem_backward, stem_forward
+
 from helpers import CUDA, assert_close, conv_ref
 
 AUTOTUNED = {

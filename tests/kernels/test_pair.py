@@ -5,7 +5,9 @@ be fully written and correct, everything else must stay NaN.
 """
 import pytest
 import torch
+
 from fastinception.kernels.checked import conv2d_bias_relu_pair
+
 from helpers import (
     BF16_SKIP,
     CL,
@@ -236,3 +238,17 @@ def test_pair_googlenet_autotuned():
                  b_format=CL, seed=10)
     run_pair_case(case)
 
+
+
+def test_pair_outputs_and_masks_with_layouts_of_their_own():
+    # the two outputs as separate tensors in different layouts (and their masks in others): a kernel that wrote one
+    # half with the other half's strides would pass when both are slices of one buffer
+    (xa, wa, ba, _), (xb, wb, bb, _), _, _ = make_pair(_case())
+    out_a = poisoned((2, 17 + 4, 5, 6), torch.float32, NCHW)[:, 4:]
+    out_b = poisoned((2, 9, 5, 6), torch.float32, CL)
+    mask_a = torch.full((2, 17, 5, 6), 7, dtype=torch.uint8, device=DEVICE).contiguous(memory_format=CL)
+    mask_b = torch.full((2, 9 + 1, 5, 6), 7, dtype=torch.uint8, device=DEVICE)[:, 1:]
+    conv2d_bias_relu_pair(xa, wa, ba, out_a, xb, wb, bb, out_b, mask_a=mask_a, mask_b=mask_b)
+    for name, x, w, b, o, m in (("a", xa, wa, ba, out_a, mask_a), ("b", xb, wb, bb, out_b, mask_b)):
+        assert_close(o, conv_ref(x, w, b), torch.float32, f"pair {name} in a layout of its own")
+        assert torch.equal(m.bool(), o > 0), f"mask_{name} is not the ReLU mask of out_{name}"

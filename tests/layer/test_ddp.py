@@ -7,10 +7,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-from helpers import assert_close
 from torch.nn.parallel import DistributedDataParallel
 
 from fastinception import googlenet
+
+from helpers import assert_close
 
 WORLD = 2
 

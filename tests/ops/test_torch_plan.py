@@ -1,9 +1,10 @@
 """FastInception on the fused PyTorch path against the reference block in float64."""
 import pytest
 import torch
-from helpers import check_against_float64, googlenet_cases, make_input, random_cases, seeded_pair
 
 from fastinception import FastInception, Inception
+
+from helpers import check_against_float64, googlenet_cases, make_input, random_cases, seeded_pair
 
 
 def _pair(args, k2, k3, dtype, seed):

@@ -1,7 +1,13 @@
 """Gradients of the triton backend: gradcheck, against float64, ties, determinism, and a short training run."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from fastinception import BlockParams, FastInception, Inception, googlenet, inception
+
 from helpers import (
     BACKWARD_BUFFER_OPS,
     DEVICE,
@@ -11,10 +17,8 @@ from helpers import (
     random_cases,
     record_launches,
     seeded_pair,
+    shuffled_programs,
 )
-from torch import nn
-
-from fastinception import BlockParams, FastInception, Inception, googlenet, inception
 
 
 def _pair(args, k3, dtype, seed, k2=3):
@@ -67,13 +71,71 @@ def test_backward_is_deterministic():
     x = make_input((3, 20, 8, 7), "nhwc", device=DEVICE, seed=2).requires_grad_()
     grad = torch.randn(3, fast.spec.out_channels, 8, 7, device=DEVICE)
     runs = []
-    for _ in range(2):
+    for seed in range(2):  # every launch's programs in two different orders
         x.grad = None
         fast.zero_grad(set_to_none=True)
-        fast(x).backward(grad)
+        with shuffled_programs(seed):
+            fast(x).backward(grad)
         runs.append([x.grad.clone()] + [p.grad.clone() for p in fast.parameters()])
     for a, b in zip(*runs):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
+def test_atomic_backward_matches_float64(fmt):
+    # deterministic_backward = False: weight gradients accumulated with float atomics, programs in random order;
+    # 40 input channels span two channel blocks, so the bias must still be added once per pixel chunk
+    fast, ref = _pair((40, 9, (12, 17), (5, 7), 6), 5, torch.float32, seed=10, k2=3)
+    fast.deterministic_backward = False
+    with shuffled_programs(11):
+        check_against_float64(fast, ref, make_input((2, 40, 6, 5), fmt, torch.float32, DEVICE, seed=3), fmt)
+
+
+def test_deterministic_algorithms_mode_takes_the_deterministic_path(monkeypatch):
+    # as PyTorch's own ops: torch.use_deterministic_algorithms(True) wins over deterministic_backward = False
+    from fastinception.kernels import conv2d_backward, stem_backward
+
+    seen = []
+    for module, name in ((conv2d_backward, "launch_conv2d_relu_weight_grad"),
+                         (stem_backward, "launch_stem_weight_grad")):
+        original = getattr(module, name)
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(kwargs["deterministic"])
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    fast, _ = _pair((6, 3, (4, 5), (2, 3), 2), 5, torch.float32, seed=12)
+    fast.deterministic_backward = False
+    x = make_input((2, 6, 4, 4), "nchw", device=DEVICE, seed=4).requires_grad_()
+    fast(x).sum().backward()
+    assert seen and not any(seen), "deterministic_backward = False should use atomics"
+    seen.clear()
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        fast(x).sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(was)
+    assert seen and all(seen), "under torch.use_deterministic_algorithms(True) no atomics"
+
+
+@pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
+def test_bf16_gradients_match_float64(fmt):
+    # on a GPU the kernels run in bf16; under the interpreter (which computes bf16 wrongly) the ops run fp32 and
+    # round to bf16: right either way, within bf16's tolerance
+    fast, ref = _pair((9, 4, (5, 6), (3, 4), 3), 5, torch.bfloat16, seed=13, k2=3)
+    check_against_float64(fast, ref, make_input((2, 9, 5, 6), fmt, torch.bfloat16, DEVICE, seed=5), fmt)
+
+
+def test_autocast_bf16_on_the_triton_backend_matches_float64():
+    fast, ref = _pair((9, 4, (5, 6), (3, 4), 3), 5, torch.float32, seed=14)
+    x = make_input((2, 9, 5, 6), "nhwc", torch.float32, DEVICE, seed=6)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        got = fast(x)
+    assert got.dtype == torch.bfloat16
+    exact = copy.deepcopy(ref).to(torch.bfloat16).double()  # autocast computes with bf16-rounded weights
+    assert_close(got, exact(x.to(torch.bfloat16).double()), torch.bfloat16, "autocast bf16 forward")
 
 
 def test_only_needed_gradients_are_computed():
