@@ -6,6 +6,7 @@ batches 1/32/128, plus whole GoogLeNet; on CPU it shrinks to a few small fp32 ca
 """
 import pytest
 import torch
+
 from fastinception.kernels.common import use_interpreter_without_cuda
 
 # Before anything imports triton: importing fastinception does not.

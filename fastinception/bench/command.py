@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from ..cli import charts
-from ..cli.arguments import positive_float, positive_int
+from ..cli.arguments import positive_float, positive_int, seed, thread_count
+from ..cli.errors import UsageError, prepare_out, report, too_large
 from ..models import GOOGLENET_BLOCKS
 from .case import CHECK_METHOD, DTYPES, NETWORK, Case, Rates, run_case
 from .contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, LAYOUTS
@@ -60,13 +61,17 @@ TIMING_METHOD = (
 )
 
 
-def _list(kind, choices=None):
+def _list(kind, choices=None, what: str | None = None):
+    """A comma-separated list; ``what`` names the items when an empty list (``none``) is refused."""
+
     def parse(text: str) -> list:
         items = [t.strip() for t in text.split(",") if t.strip()]
         if items == ["all"] and choices is not None:
             return list(choices)
         if items == ["none"]:
-            return []
+            items = []
+        if not items and what is not None:
+            raise argparse.ArgumentTypeError(f"at least one {what} is needed, got {text!r}")
         values = [kind(t) for t in items]
         if choices is not None:
             bad = [v for v in values if v not in choices]
@@ -100,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated passes: fwd (inference), fwdbwd (forward + backward)")
     parser.add_argument("--dtypes", type=_list(str, list(DTYPES)), help="comma-separated dtypes: " + ", ".join(DTYPES))
     parser.add_argument("--batches", type=_list(positive_int), help="comma-separated batch sizes, e.g. 1,32,128")
-    parser.add_argument("--contenders", type=_list(str, list(CONTENDERS)),
+    parser.add_argument("--contenders", type=_list(str, list(CONTENDERS), what="contender"),
                         help="comma-separated contenders: "
                         + ", ".join(f"{c.name} ({c.label})" for c in CONTENDERS.values()))
     parser.add_argument("--max-autotune", action="store_true",
@@ -124,14 +129,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"CPU: {_describe(CPU_DEFAULTS, 1)})")
     parser.add_argument("--target-ms", type=positive_float, default=None,
                         help="time spent timing each contender per case (default 250 on GPU, 200 on CPU)")
-    parser.add_argument("--threads", type=positive_int, default=1,
+    parser.add_argument("--threads", type=thread_count, default=1,
                         help="CPU only: torch threads while timing (default 1: on a shared machine a multi-thread "
                         "team stalls whenever another process holds one of its cores)")
     parser.add_argument("--no-interpreter-check", dest="interpreter_check", action="store_false",
                         help="on CPU, skip running the Triton kernels under the interpreter")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="folder for results.json, results.md and the charts (default bench-results/<timestamp>)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights and inputs (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of weights and inputs (default 0)")
 
 
 def _resolve(args: argparse.Namespace, device: torch.device) -> dict:
@@ -242,12 +247,15 @@ def _write(results: dict, out: Path, with_charts: bool) -> None:
 def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     options = _resolve(args, device)
+    try:
+        out = prepare_out(args.out or Path("bench-results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S"),
+                          ("results.json", "results.md"))
+    except UsageError as e:
+        return report(e)
     threads = torch.get_num_threads()
     if device.type != "cuda":
         _say("no CUDA device: running the CPU matrix; no GPU numbers")
         torch.set_num_threads(args.threads)
-    out = args.out or Path("bench-results") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
     results = {
         "schema": 1,
         "command": command_line(options),
@@ -268,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     # A timeout's SIGTERM still leaves the results gathered so far, with their tables and charts.
     main_thread = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143)) if main_thread else None
+    oversized = None  # a case whose inputs do not fit in memory: the run stops there, as for a bad option
     try:
         if device.type != "cuda" and args.interpreter_check:
             _say("Triton kernels under the interpreter (CPU, correctness only) ...")
@@ -284,12 +293,18 @@ def run(args: argparse.Namespace) -> int:
         for i, case in enumerate(cases, 1):
             _say(f"[{i}/{len(cases)}] {case.model} {case.pass_} {case.dtype} batch {case.batch} "
                  f"({time.perf_counter() - started:.0f} s)")
-            results["cases"].append(
-                run_case(case, options["contenders"], device, options["layout"], rates, options["target_ms"], _say,
-                         seed=args.seed)
-            )
+            try:
+                record = run_case(case, options["contenders"], device, options["layout"], rates,
+                                  options["target_ms"], _say, seed=args.seed)
+            except (RuntimeError, TypeError, MemoryError) as e:  # the inputs and float64 reference, not contenders
+                if (reason := too_large(e, device)) is None:
+                    raise
+                batches = "--googlenet-batches" if case.model == NETWORK else "--batches"
+                oversized = f"{case.model} {case.pass_} {case.dtype} batch {case.batch}: {reason}; lower {batches}"
+                break
+            results["cases"].append(record)
             _write(results, out, with_charts=False)
-        results["complete"] = True
+        results["complete"] = oversized is None
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous_handler)
@@ -300,6 +315,8 @@ def run(args: argparse.Namespace) -> int:
             _say(format_text(results))
             drawn = ", ".join(results.get("charts", [])) or "none"
             _say(f"\nresults: {out}/results.json, {out}/results.md, charts: {drawn}")
+    if oversized is not None:
+        return report(oversized)
     problems = failures(results)
     for problem in problems:
         _say(f"FAILED: {problem}")

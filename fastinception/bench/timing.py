@@ -15,6 +15,8 @@ import torch
 
 # Used when the device does not report its L2 size (H100/H200 have 50 MiB).
 _DEFAULT_L2_BYTES = 64 << 20
+# Untimed calls before the timed ones on CPU (check counts them in its progress under the Triton interpreter).
+CPU_WARMUP_CALLS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +69,8 @@ def _percentiles(times_ms: list[float]) -> Timing:
 
 
 def _reps_for(estimate_ms: float, target_ms: float, min_reps: int, max_reps: int) -> int:
-    return max(min_reps, min(max_reps, int(target_ms / max(estimate_ms, 1e-6))))
+    # Bounded before int(): a huge target over a tiny estimate overflows to inf, which int() refuses.
+    return max(min_reps, int(min(max_reps, target_ms / max(estimate_ms, 1e-6))))
 
 
 def _measure_cuda(fn, ring, device, target_ms, min_reps, max_reps, warmup_ms) -> Timing:
@@ -100,7 +103,7 @@ def _measure_cuda(fn, ring, device, target_ms, min_reps, max_reps, warmup_ms) ->
 def _measure_cpu(fn, ring, target_ms, min_reps, max_reps) -> Timing:
     # Two warm-up calls; the faster is the estimate (a busy machine can stall any single call).
     warm = []
-    for i in range(2):
+    for i in range(CPU_WARMUP_CALLS):
         t0 = time.perf_counter()
         fn(ring[i % len(ring)])
         warm.append((time.perf_counter() - t0) * 1e3)

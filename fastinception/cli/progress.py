@@ -18,12 +18,13 @@ class _NoBar:
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, desc: str, enabled: bool = True):
-    """A tqdm bar on stderr counting to ``total``; without tqdm (or when disabled) an object that draws nothing."""
+def progress_bar(total: int, desc: str, enabled: bool = True, unit: str = "img", mininterval: float = 0.1):
+    """A tqdm bar on stderr counting ``unit``s to ``total``, redrawn at most every ``mininterval`` seconds (0: at
+    every update, for slow steps); without tqdm (or when disabled) an object that draws nothing."""
     if not enabled or not available():
         yield _NoBar()
         return
     from tqdm import tqdm  # optional (the [bench] and [train] extras): imported only when present
 
-    with tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True) as bar:
+    with tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, mininterval=mininterval) as bar:
         yield bar

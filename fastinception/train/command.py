@@ -9,15 +9,16 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..cli import charts
-from ..cli.arguments import non_negative_int, positive_float, positive_int
+from ..cli.arguments import non_negative_int, positive_float32, positive_int, seed, thread_count
+from ..cli.errors import UsageError, prepare_out, report, too_large
 from ..cli.progress import progress_bar
 from ..models import googlenet
 from .data import DataError, ImageSet, load_digits, load_fashion_mnist
@@ -162,7 +163,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory with the four Fashion-MNIST IDX files (optionally .gz); default: scikit-learn's digits")
     add("--epochs", type=positive_int, default=30, help="epochs (default 30; d2l: 10)")
     add("--batch-size", type=positive_int, default=16, help="batch size (default 16; d2l: 128)")
-    add("--lr", type=positive_float, default=0.05, help="SGD learning rate (default 0.05; d2l: 0.1)")
+    add("--lr", type=positive_float32, default=0.05, help="SGD learning rate (default 0.05; d2l: 0.1)")
     add("--resize", type=non_negative_int, default=32,
         help="image side after bilinear resize (default 32; d2l: 96; 0 keeps the data's size)")
     add("--limit", type=positive_int, help="use at most this many training and test examples each (quick runs)")
@@ -171,8 +172,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add("--out", metavar="DIR", default="train-output",
         help="directory for train.png and train.json (default train-output)")
-    add("--seed", type=int, default=0, help="seed of the initial weights and the batch order (default 0)")
-    add("--threads", type=positive_int,
+    add("--seed", type=seed, default=0, help="seed of the initial weights and the batch order (default 0)")
+    add("--threads", type=thread_count,
         help="CPU threads for PyTorch (default 1 on CPU, where two OpenMP threads stall each other on a busy "
         "machine; PyTorch's choice elsewhere)")
 
@@ -191,10 +192,23 @@ def _load(args) -> tuple[str, ImageSet, ImageSet]:
     return name, train_set, test_set
 
 
+def _first_sentence(error: BaseException) -> str:
+    # PyTorch appends pages of backend lists and hints after the first sentence.
+    return str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def _device(text: str | None) -> torch.device:
     if text is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(text)
+    try:
+        with warnings.catch_warnings():  # 'mkldnn' and the like parse with a deprecation warning, then fail below
+            warnings.simplefilter("ignore")
+            device = torch.device(text)
+    except RuntimeError as e:
+        raise UsageError(f"--device {text!r}: not a torch device ({_first_sentence(e)})") from None
+    if device.type == "meta":
+        raise UsageError(f"device {text!r} asked for, but meta tensors hold no data (shapes only); train on cpu or "
+                         "cuda")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
@@ -204,24 +218,14 @@ def _device(text: str | None) -> torch.device:
             present = ", ".join(f"cuda:{i}" for i in range(count))
             raise ValueError(f"device {text!r} asked for, but this machine has {count} CUDA device(s): {present}")
     elif device.type != "cpu":
-        try:  # other backends (mps, xpu, ...) have no common availability check: allocate to find out
-            torch.empty(1, device=device)
-        except (RuntimeError, AssertionError) as e:
-            reason = str(e).strip().split(". ")[0] or type(e).__name__  # PyTorch appends pages of backend lists
-            raise ValueError(f"device {text!r} asked for, but it cannot be used here ({reason})") from None
+        # Other backends (mps, xpu, ...) have no common availability check: compute something and read it back.
+        try:
+            usable = torch.ones(1, device=device).add(1).cpu().item() == 2
+        except Exception as e:  # RuntimeError, AssertionError, ImportError (torch.hpu, ...), whatever the backend
+            raise UsageError(f"device {text!r} asked for, but it cannot be used here ({_first_sentence(e)})") from None
+        if not usable:
+            raise UsageError(f"device {text!r} asked for, but 1 + 1 came back wrong from it")
     return device
-
-
-def _prepare_out(out: str) -> None:
-    """Create the output directory before training, so a bad ``--out`` fails in seconds, not after the run."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise NotADirectoryError(f"--out {out} exists and is not a directory")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise OSError(f"--out {out}: cannot create the directory ({e.strerror or e})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise PermissionError(f"--out {out}: the directory is not writable")
 
 
 def _save(args, data_name: str, train_set: ImageSet, test_set: ImageSet, device, results: list) -> list[str]:
@@ -267,10 +271,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         device = _device(args.device)
         data_name, train_set, test_set = _load(args)
-        _prepare_out(args.out)
-    except (OSError, DataError, ImportError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        prepare_out(args.out, ("train.json", "train.png"))
+    except (UsageError, OSError, DataError, ImportError, ValueError, RuntimeError) as e:
+        return report(e)
     if args.threads is not None or device.type == "cpu":
         torch.set_num_threads(args.threads or 1)
     size = f"{args.resize}x{args.resize}" if args.resize else "native size"
@@ -280,13 +283,20 @@ def run(args: argparse.Namespace) -> int:
     )
     results = []
     for kind in MODELS[args.model]:
-        model = build_googlenet(kind, train_set.num_classes, args.seed, device)
-        results.append(
-            train_model(
-                model, train_set, test_set, name=kind, epochs=args.epochs, batch_size=args.batch_size,
-                lr=args.lr, size=args.resize, device=device, seed=args.seed,
+        try:
+            model = build_googlenet(kind, train_set.num_classes, args.seed, device)
+            results.append(
+                train_model(
+                    model, train_set, test_set, name=kind, epochs=args.epochs, batch_size=args.batch_size,
+                    lr=args.lr, size=args.resize, device=device, seed=args.seed,
+                )
             )
-        )
+        except (RuntimeError, TypeError, MemoryError) as e:  # --batch-size and --resize set what a step allocates
+            if (reason := too_large(e, device)) is None:
+                raise
+            images = f"{args.resize}x{args.resize} images" if args.resize else "images at their own size"
+            return report(f"{kind} at batch size {args.batch_size}, {images}: {reason}; lower --batch-size or "
+                          "--resize")
     if len(results) == 2:
         ref, fast = results
         diff = max((abs(a - b) for a, b in zip(ref.step_losses, fast.step_losses)), default=0.0)

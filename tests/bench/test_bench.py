@@ -7,7 +7,6 @@ import struct
 
 import pytest
 import torch
-from helpers import REL_TOL
 from torch import nn
 
 from fastinception import GOOGLENET_BLOCKS, Inception, InceptionSpec, googlenet
@@ -19,6 +18,8 @@ from fastinception.bench.interpreter_check import interpreter_check
 from fastinception.bench.roofline import block_bytes, block_flops, floor_seconds, network_flops
 from fastinception.bench.timing import measure, ring_length
 from fastinception.cli import charts
+
+from helpers import REL_TOL
 
 # A tiny selection: the smallest GoogLeNet block (7x7), batch 1, fp32, two contenders.
 TINY = ["--blocks", "5b", "--passes", "fwd,fwdbwd", "--dtypes", "fp32", "--batches", "1", "--target-ms", "5",
@@ -219,13 +220,13 @@ def test_saved_command_repeats_the_run():
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     args = parser.parse_args(["--blocks", "3a,5b", "--batches", "2", "--googlenet", "--max-autotune", "--nchw",
-                              "--target-ms", "7.5", "--seed", "3", "--threads", "2", "--no-interpreter-check"])
+                              "--target-ms", "7.5", "--seed", "3", "--threads", "1", "--no-interpreter-check"])
     for device in (torch.device("cpu"), torch.device("cuda")):
         options = bench._resolve(args, device)
         command = bench.command_line(options)
         words = command.split()
         assert words[:4] == ["python", "-m", "fastinception", "bench"]
-        for option in ("--target-ms 7.5", "--seed 3", "--threads 2", "--layout nchw", "--no-interpreter-check"):
+        for option in ("--target-ms 7.5", "--seed 3", "--threads 1", "--layout nchw", "--no-interpreter-check"):
             assert option in command, option
         assert bench._resolve(parser.parse_args(words[4:]), device) == options
 

@@ -11,10 +11,20 @@ def test_check_prints_errors_and_times(capsys):
     text = capsys.readouterr().out
     assert "block 3a: x (2, 192, 28, 28) float32" in text
     for name in ("reference", "FastInception"):
-        row = re.search(rf"^{name}\s+(\S+)\s+(\S+)$", text, re.M)
+        row = re.search(rf"^{name}\s+(\S+)\s+(\S+)\s+ok$", text, re.M)
         assert row, text
         error, ms = float(row.group(1)), float(row.group(2))
-        assert error < 1e-4 and ms > 0
+        assert error < 1e-5 and ms > 0
+
+
+def test_check_fails_on_a_wrong_result(capsys, monkeypatch):
+    # a FastInception off by 1% is reported WRONG and the command exits 1
+    from fastinception.layer import FastInception
+
+    real = FastInception.forward
+    monkeypatch.setattr(FastInception, "forward", lambda self, x, out=None: real(self, x, out) * 1.01)
+    assert main(["check", "--batch", "1", "--repeats", "1", "--backend", "torch"]) == 1
+    assert re.search(r"^FastInception\s+\S+\s+\S+\s+WRONG$", capsys.readouterr().out, re.M)
 
 
 def test_bench_is_the_default_command(tmp_path, capsys):

@@ -4,9 +4,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
-from helpers import idx_bytes, write, write_fashion_mnist
 
 from fastinception.train.data import DataError, load_digits, load_fashion_mnist, read_idx
+
+from helpers import idx_bytes, write, write_fashion_mnist
 
 
 @pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])

@@ -3,13 +3,14 @@ import json
 
 import pytest
 import torch
-from helpers import write_fashion_mnist
 
 from fastinception import FastInception
 from fastinception.__main__ import main
 from fastinception.cli import charts, progress
 from fastinception.train.command import build_googlenet, train_model
 from fastinception.train.data import load_digits
+
+from helpers import write_fashion_mnist
 
 SUBSET = 64
 
