@@ -57,7 +57,7 @@ def inception(
     check_input(x, spec, params)
     check_branch_mode(branches)
     plan = resolve_backend(backend, x)
-    check_transforms(x, params, plan)
+    transformed = check_transforms(x, params, plan)
     if out is None:
         out = torch.empty(
             (x.shape[0], spec.out_channels, x.shape[2], x.shape[3]),
@@ -70,4 +70,4 @@ def inception(
     # Nothing to launch for an empty batch; the PyTorch ops still give it an autograd graph.
     if x.shape[0] != 0 and plan == "triton":
         return inception_triton(x, params, out, deterministic=deterministic, branches=branches)
-    return inception_torch(x, params, spec, out)
+    return inception_torch(x, params, spec, out, transformed)

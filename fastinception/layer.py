@@ -45,13 +45,17 @@ class FastInception(nn.Module):
 
     @classmethod
     def from_state_dict(cls, spec: InceptionSpec, state: dict, *, backend: str = "auto") -> FastInception:
-        """A block of ``spec`` holding copies of ``state`` (the reference's parameter names), on the device and in
-        the dtype of its tensors. Built on the meta device and then filled, so no initial weights are drawn: making
-        one leaves the random number generators where they were."""
+        """A block of ``spec`` holding copies of ``state`` (the reference's parameter names), on the device, in the
+        dtype and in the memory format of its tensors (a model moved to channels_last keeps channels-last weights,
+        which the kernels and oneDNN read without a reorder). Built on the meta device and then filled, so no
+        initial weights are drawn: making one leaves the random number generators where they were."""
         weight = state["p1_1.weight"]
         fast = cls(*spec.args(), k2=spec.k2, k3=spec.k3, backend=backend, device="meta", dtype=weight.dtype)
         fast = fast.to_empty(device=weight.device)
-        fast.load_state_dict(state)
+        fast.load_state_dict(state)  # checks names and shapes
+        with torch.no_grad():
+            for name, p in fast.named_parameters():
+                p.data = state[name].detach().clone(memory_format=torch.preserve_format)
         return fast
 
     def params(self) -> BlockParams:

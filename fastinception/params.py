@@ -24,5 +24,10 @@ class BlockParams(NamedTuple):
     @classmethod
     def of(cls, block: nn.Module) -> "BlockParams":
         """Read the parameters of a block with d2l's submodule names (``p1_1`` ... ``p4_2``)."""
-        convs = (block.p1_1, block.p2_1, block.p2_2, block.p3_1, block.p3_2, block.p4_2)
-        return cls(*(t for conv in convs for t in (conv.weight, conv.bias)))
+        # The block's submodules through its module dict (nn.Module.__getattr__ costs microseconds, and this runs on
+        # every forward); each conv's weight and bias as attributes, so parametrized ones are computed as usual.
+        modules = block._modules
+        return cls(*(t for name in _CONVS for t in (modules[name].weight, modules[name].bias)))
+
+
+_CONVS = ("p1_1", "p2_1", "p2_2", "p3_1", "p3_2", "p4_2")

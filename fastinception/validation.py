@@ -6,6 +6,8 @@ Everything here reads only types, shapes, strides, dtypes and devices, so it als
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .ops.overlap import has_internal_overlap
@@ -21,7 +23,14 @@ PARAMETER_NAMES = {
 
 
 def expected_shapes(spec: InceptionSpec) -> BlockParams:
-    """The shape of each of the twelve parameters of a block of ``spec``."""
+    """The shape of each of the twelve parameters of a block of ``spec``: cached for eager calls; Dynamo traces
+    the plain function (it would warn about, and step over, the cache)."""
+    if torch.compiler.is_compiling():
+        return _shapes_of(spec)
+    return _cached_shapes_of(spec)
+
+
+def _shapes_of(spec: InceptionSpec) -> BlockParams:
     s = spec
     return BlockParams(
         (s.c1, s.in_channels, 1, 1), (s.c1,),
@@ -29,6 +38,9 @@ def expected_shapes(spec: InceptionSpec) -> BlockParams:
         (s.c3a, s.in_channels, 1, 1), (s.c3a,), (s.c3b, s.c3a, s.k3, s.k3), (s.c3b,),
         (s.c4, s.in_channels, 1, 1), (s.c4,),
     )
+
+
+_cached_shapes_of = functools.cache(_shapes_of)
 
 
 def check_params(params, spec: InceptionSpec) -> None:
@@ -64,21 +76,23 @@ def check_input(x: torch.Tensor, spec: InceptionSpec, params: BlockParams) -> No
             raise RuntimeError(f"Inception input is on {x.device} but parameter {where} is on {p.device}")
 
 
-def check_transforms(x: torch.Tensor, params: BlockParams, backend: str) -> None:
+def check_transforms(x: torch.Tensor, params: BlockParams, backend: str) -> bool:
     """Refuse, with a clear error, the torch.func transforms the block cannot run under: vmap (its output buffer
     cannot be batched), and every transform on the triton backend (its autograd Function has no functorch rules).
-    torch.func.grad and jvp work on the torch backend. Not checked while torch.compile traces (the query is opaque
-    to Dynamo, and a compiled graph sees plain tensors)."""
+    torch.func.grad and jvp work on the torch backend: returns whether one is running. Not checked while
+    torch.compile traces (the query is opaque to Dynamo, and a compiled graph sees plain tensors)."""
     if torch.compiler.is_compiling():
-        return
+        return False
     functorch = torch._C._functorch
     tensors = (x, *params)
     if any(functorch.is_batchedtensor(t) for t in tensors):
         raise RuntimeError("FastInception does not support torch.func.vmap: call it on the whole batch, or vmap "
                            "the reference fastinception.Inception")
-    if backend == "triton" and any(functorch.is_functorch_wrapped_tensor(t) for t in tensors):
+    transformed = any(functorch.is_functorch_wrapped_tensor(t) for t in tensors)
+    if backend == "triton" and transformed:
         raise RuntimeError("the triton backend of FastInception does not support torch.func transforms (grad, jvp, "
                            "vmap); use backend='torch', or torch.autograd for gradients")
+    return transformed
 
 
 def check_out(out: torch.Tensor, x: torch.Tensor, spec: InceptionSpec) -> None:

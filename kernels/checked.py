@@ -82,14 +82,15 @@ def check_4d(name, t):
         raise TypeError(f"{name}: expected a dtype in {[str(d) for d in SUPPORTED_DTYPES]}, got {t.dtype}")
 
 
-def check_config(config):
-    """A forced config: a dict of BLOCK_M, BLOCK_N, BLOCK_K and optionally num_warps, num_stages (None: tuned)."""
+def check_config(config, extra=()):
+    """A forced config: a dict of BLOCK_M, BLOCK_N, BLOCK_K and optionally num_warps, num_stages and the kernel's
+    ``extra`` meta-parameters (None: tuned)."""
     if config is None:
         return
     missing = _BLOCK_KEYS - set(config)
     if missing:
         raise ValueError(f"config must give BLOCK_M, BLOCK_N and BLOCK_K, missing {sorted(missing)}")
-    unknown = set(config) - _CONFIG_KEYS
+    unknown = set(config) - _CONFIG_KEYS - set(extra)
     if unknown:
         raise ValueError(f"unknown config keys {sorted(unknown)}")
 
@@ -156,7 +157,7 @@ def conv2d_bias_relu(x, weight, bias, out, *, mask=None, allow_tf32=False, confi
     _check_conv(x, weight, bias, out)
     check_same_dtype_and_device({"x": x, "weight": weight, "bias": bias, "out": out})
     check_mask("mask", mask, out)
-    check_config(config)
+    check_config(config, extra=("FLAT",))  # FLAT: the K loop's form (conv2d_forward)
     return launch_conv2d_bias_relu(x, weight, bias, out, mask=mask, allow_tf32=allow_tf32, config=config)
 
 
@@ -174,7 +175,7 @@ def conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, mask_a=
                                  "x_b": x_b, "w_b": w_b, "b_b": b_b, "out_b": out_b})
     check_mask("mask_a", mask_a, out_a)
     check_mask("mask_b", mask_b, out_b)
-    check_config(config)
+    check_config(config, extra=("FLAT",))  # FLAT: the K loop's form (conv2d_forward)
     launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, mask_a=mask_a, mask_b=mask_b,
                                  allow_tf32=allow_tf32, config=config)
 
@@ -234,7 +235,8 @@ def conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, *, allow_tf32=False, co
     return launch_conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, allow_tf32=allow_tf32, config=config)
 
 
-def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, deterministic=True, config=None) -> None:
+def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, deterministic=True, allow_tf32=False,
+                            config=None) -> None:
     """Checked ``launch_conv2d_relu_weight_grad``: the weight and bias gradients (either may be None).
 
     grad_y, y: (N, Cout, H, W) (y the saved output, or its uint8 ReLU mask); t: (N, Cin, H, W) (one dtype and
@@ -261,7 +263,8 @@ def conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, determinist
     require_launchable(grad_y, y, t, grad_weight, grad_bias)
     check_runs_here(dtype, device)
     check_config(config)
-    launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, deterministic=deterministic, config=config)
+    launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, deterministic=deterministic,
+                                   allow_tf32=allow_tf32, config=config)
 
 
 def stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, w1, w2a, w3a, w4, grad_x, *,
@@ -283,7 +286,7 @@ def stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, w1, w
 
 
 def stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1, gb1, gw2a, gb2a, gw3a, gb3a, gw4, gb4,
-                     *, deterministic=True, config=None) -> None:
+                     *, deterministic=True, allow_tf32=False, config=None) -> None:
     """Checked ``launch_stem_weight_grad``: the stem's eight weight and bias gradients (any may be None).
 
     Activations and gradients as in ``stem_input_grad``; weights (c, Cin, 1, 1), biases (c,), on the same device,
@@ -301,4 +304,4 @@ def stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1,
                        gb4)
     check_config(config)
     launch_stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1, gb1, gw2a, gb2a, gw3a, gb3a,
-                            gw4, gb4, deterministic=deterministic, config=config)
+                            gw4, gb4, deterministic=deterministic, allow_tf32=allow_tf32, config=config)

@@ -11,7 +11,8 @@ As in PyTorch's ReLU backward, a gradient is zeroed where the saved output is ``
   chunks are summed in a fixed order by ``_reduce_partials_kernel`` (bitwise reproducible); with
   ``deterministic=False`` the chunks are added with float atomics instead.
 
-Every tensor is addressed through explicit (n, c, h, w) strides; offsets are int64.
+Every tensor is addressed through explicit (n, c, h, w) strides; offsets are int32, or int64 (INDEX) when a tensor
+spans 2**31 elements or more.
 Accumulation is fp32 (fp64 for fp64 inputs, so float64 gradcheck under the interpreter is meaningful).
 The launchers here check nothing (``checked.py`` validates the public entry points once).
 """
@@ -28,10 +29,12 @@ from .launch import (
     INTERPRET_WGRAD_CONFIG,
     FitPrune,
     acc_dtype,
+    index_dtype,
     launch,
     partial_dtype,
     pixel_bucket,
     pixel_channel_grid,
+    run_launch,
     strides,
     zero_if_atomic,
 )
@@ -43,7 +46,8 @@ DGRAD_CONFIGS = [
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=3),
+    # 128x64x64 on 4 warps spilled registers (sm_90): 8 warps share that tile
+    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
     triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4, num_stages=4),
     triton.Config({"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=4, num_stages=4),
 ]
@@ -72,16 +76,16 @@ def _conv_relu_dgrad_kernel(
     stride_t_n, stride_t_c, stride_t_h, stride_t_w,
     stride_gt_n, stride_gt_c, stride_gt_h, stride_gt_w,
     # meta-parameters
-    KSIZE: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    KSIZE: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # Tile: BLOCK_M pixels x BLOCK_N input channels; reduction over (kh, kw, output channel).
     # y_ptr None: no (y > 0) mask on grad_y; t_ptr None: no (t > 0) mask in the epilogue.
     # gt_ptr may be a scratch buffer of any float dtype (the stem's fp32 dpool).
-    pid_m = tl.program_id(0).to(tl.int64)
-    pid_n = tl.program_id(1).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] pixel = (n, h, w)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
+    pid_m = tl.program_id(0).to(INDEX)
+    pid_n = tl.program_id(1).to(INDEX)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(INDEX)  # [BM] pixel = (n, h, w)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(INDEX)  # [BN] input channel
     m_ok = offs_m < P
     n_ok = offs_n < C_IN
     img, oh, ow = pixel_coords(offs_m, H, W)
@@ -148,22 +152,22 @@ def _conv_relu_wgrad_kernel(
     stride_t_n, stride_t_c, stride_t_h, stride_t_w,
     # meta-parameters
     KSIZE: tl.constexpr, TAPS: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, ATOMIC: tl.constexpr,
-    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # Grid: (split * TAPS + tap, C_OUT blocks, C_IN blocks). Tile: BLOCK_M output x BLOCK_N input channels of one
     # tap, reduced over the BLOCK_K-pixel steps of one fixed chunk of PIX_PER_SPLIT pixels.
     # part layout: [S, R] rows, R = R_W (tap-major [TAPS, C_OUT, C_IN] weight partials) + C_OUT (bias partials).
-    pid0 = tl.program_id(0).to(tl.int64)
+    pid0 = tl.program_id(0).to(INDEX)
     tap = pid0 % TAPS
     split = pid0 // TAPS
-    pid_m = tl.program_id(1).to(tl.int64)
-    pid_n = tl.program_id(2).to(tl.int64)
+    pid_m = tl.program_id(1).to(INDEX)
+    pid_n = tl.program_id(2).to(INDEX)
     kh = tap // KSIZE
     kw = tap % KSIZE
     PAD = KSIZE // 2
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] output channel
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(INDEX)  # [BM] output channel
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(INDEX)  # [BN] input channel
     m_ok = offs_m < C_OUT
     n_ok = offs_n < C_IN
     p_start = split * PIX_PER_SPLIT
@@ -172,7 +176,7 @@ def _conv_relu_wgrad_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
     bacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
     for p0 in range(p_start, p_end, BLOCK_K):
-        offs_k = p0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] pixel
+        offs_k = p0 + tl.arange(0, BLOCK_K).to(INDEX)  # [BK] pixel
         k_ok = offs_k < p_end
         img, oh, ow = pixel_coords(offs_k, H, W)
         a = relu_grad_cp(gy_ptr, y_ptr,
@@ -222,13 +226,13 @@ def _reduce_partials_kernel(
     stride_w3_o, stride_w3_i, stride_w3_h, stride_w3_w,
     stride_b0, stride_b1, stride_b2, stride_b3,
     # meta-parameters
-    KSIZE: tl.constexpr, BLOCK: tl.constexpr,
+    KSIZE: tl.constexpr, INDEX: tl.constexpr, BLOCK: tl.constexpr,
 ):
     # out[r] = sum_{s < S} part[s, r], s in increasing order: the same bits every run. S == 0 writes zeros.
     # Rows j of the [TAPS, C_TOT, C_IN] weight region (and of the C_TOT bias region) belong to up to four outputs:
     # [0, SEG1) -> w0/b0, [SEG1, SEG2) -> w1/b1, [SEG2, SEG3) -> w2/b2, [SEG3, C_TOT) -> w3/b3.
     # None outputs are skipped.
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+    offs = tl.program_id(0).to(INDEX) * BLOCK + tl.arange(0, BLOCK).to(INDEX)
     ok = offs < R
     acc = tl.zeros([BLOCK], dtype=part_ptr.dtype.element_ty)
     ptrs = part_ptr + offs
@@ -311,12 +315,12 @@ def partial_buffer(S, r, dtype, device, deterministic, config):
 def reduce_partials(part, S, r_w, r, c_tot, c_in, segs, weights, biases, ksize):
     """One launch: sum the S partial rows into up to four weight and four bias outputs (None entries skipped)."""
     kwargs = dict(part_ptr=part, S=S, R_W=r_w, R=r, C_TOT=c_tot, C_IN=c_in, SEG1=segs[0], SEG2=segs[1],
-                  SEG3=segs[2], KSIZE=ksize)
+                  SEG3=segs[2], KSIZE=ksize, INDEX=index_dtype(part, *weights, *biases))
     for i, (w, b) in enumerate(zip(weights, biases)):
         kwargs.update({f"w{i}_ptr": w, **strides(f"w{i}", w, "oihw"), f"b{i}_ptr": b})
         kwargs[f"stride_b{i}"] = b.stride(0) if b is not None else 0
     block = INTERPRETER_REDUCE_BLOCK if interpreting() else REDUCE_BLOCK
-    _reduce_partials_kernel[(triton.cdiv(r, block),)](**kwargs, BLOCK=block, num_warps=4)
+    run_launch(lambda: _reduce_partials_kernel[(triton.cdiv(r, block),)](**kwargs, BLOCK=block, num_warps=4))
 
 
 def launch_dgrad(grad_y, y, weight, t, grad_t, precision, config):
@@ -331,6 +335,7 @@ def launch_dgrad(grad_y, y, weight, t, grad_t, precision, config):
         **strides("gy", grad_y), **strides("y", y), **strides("w", weight, "oihw"), **strides("t", t),
         **strides("gt", grad_t),
         KSIZE=weight.shape[2], PRECISION=precision, ACC_DTYPE=acc_dtype(grad_y.dtype),
+        INDEX=index_dtype(grad_y, y, weight, t, grad_t),
     )
     launch(_conv_relu_dgrad_kernel, pixel_channel_grid(P, C_IN), kwargs, config, INTERPRET_CONFIG,
            BACKWARD_CONFIG_DEFAULTS)
@@ -356,7 +361,8 @@ def launch_conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, *, allow_tf32=Fa
     return grad_t
 
 
-def launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, deterministic=True, config=None) -> None:
+def launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, deterministic=True, allow_tf32=False,
+                                   config=None) -> None:
     """grad_weight <- sum over (n, h, w) of (grad_y * (y > 0)) x (zero-padded k x k patches of t);
     grad_bias <- sum over (n, h, w) of grad_y * (y > 0). Either output may be None (its work is skipped).
     Unchecked: arguments as ``checked.conv2d_relu_weight_grad`` validates them.
@@ -368,7 +374,8 @@ def launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, dete
     With no pixels (N*H*W == 0) the outputs are set to zero by the second kernel alone.
 
     grad_y, y: (N, C_OUT, H, W); t: (N, C_IN, H, W); any strides. grad_weight: (C_OUT, C_IN, k, k), k odd;
-    grad_bias: (C_OUT,); outputs may have a dtype of their own (the parameter dtype).
+    grad_bias: (C_OUT,); outputs may have a dtype of their own (the parameter dtype). ``allow_tf32``: fp32 dots in
+    tf32, as the forward's.
     """
     if grad_weight is None and grad_bias is None:
         return None
@@ -399,7 +406,8 @@ def launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, dete
             P=P, P_BUCKET=pixel_bucket(P), H=h, W=w, C_IN=c_in, C_OUT=c_out, PIX_PER_SPLIT=per, R_W=r_w, R=r,
             **strides("gy", grad_y), **strides("y", y), **strides("t", t),
             KSIZE=k, TAPS=taps, HAS_W=has_w, HAS_B=grad_bias is not None, ATOMIC=atomic,
-            PRECISION=dot_precision(dtype, False), ACC_DTYPE=acc_dtype(dtype),
+            PRECISION=dot_precision(dtype, allow_tf32), ACC_DTYPE=acc_dtype(dtype),
+            INDEX=index_dtype(grad_y, y, t, part),
         )
         launch(_conv_relu_wgrad_kernel, grid, kwargs, config, INTERPRET_WGRAD_CONFIG, BACKWARD_CONFIG_DEFAULTS)
 

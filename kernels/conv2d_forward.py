@@ -1,15 +1,17 @@
 """Fused conv2d + bias + ReLU forward (stride 1, 'same' padding, odd square kernel) as an implicit GEMM.
 
 GEMM view: rows are the P = N*H*W output pixels, columns the C_OUT output channels, and the reduction
-runs over K = C_IN*k*k as nested loops over (kh, kw) and blocks of input channels. Nested loops, not one
-flattened ``for ijk in range(KH*KW*K_BLOCKS)`` loop: the flattened form was miscompiled at num_warps=8
-(pytorch#173068).
+runs over K = C_IN*k*k, over (kh, kw) and blocks of input channels. Two forms of that loop, chosen per config by
+the FLAT meta-parameter: one flattened loop over every (tap, channel block), which Triton's pipeliner can keep full
+across taps (with C_IN / BLOCK_K of 1 to 3, nested loops drain the pipeline at each of the 9 or 25 taps), for
+num_warps=4 configs; and nested loops for num_warps=8, where the flattened form was miscompiled (pytorch#173068).
 
 ``launch_conv2d_bias_relu_pair`` runs two such convs with the same pixels (the block's 3x3 on t2 and 5x5 on t3)
 in one grouped launch; both kernels share the ``conv_tile`` body.
 
 Every tensor comes with explicit strides, so NCHW, channels_last and channel-slice views need no copy.
-Offsets are int64: tensors may exceed 2**31 elements.
+Offsets are int32, or int64 (the INDEX meta-parameter) when a tensor spans 2**31 elements or more: int64 offset
+tiles double the registers the addresses take.
 
 Precision: fp16/bf16/fp32 use ``tl.dot`` with an fp32 accumulator (tf32 for fp32 only when allowed).
 fp64 (used for gradcheck) accumulates in fp64 with ``tl.sum`` of a broadcast product instead of
@@ -24,6 +26,7 @@ from .launch import (
     FP64_CONFIGS,
     INTERPRET_CONFIG,
     FitPrune,
+    index_dtype,
     launch,
     mma_meta,
     pixel_bucket,
@@ -31,6 +34,81 @@ from .launch import (
     tile_grid,
 )
 from .tiles import bias_relu, mma, pc_ptrs, pixel_coords, program_tile, store_relu_mask
+
+
+@triton.jit
+def _conv_nested_k(
+    acc,
+    # pointers
+    x_ptr, w_ptr,
+    # tile: pixel coordinates and mask [BM], output channels and mask [BN], the channel offsets of a K step [BK]
+    n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k,
+    # sizes
+    H, W, C_IN,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+    # meta-parameters
+    KSIZE: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # acc += the k x k conv of x at these pixels: loops over kh, kw, then channel blocks (the pipeliner sees only
+    # the innermost)
+    # pointer steps along channels in the index dtype (strides may arrive as int32 or as constexpr 1)
+    a_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_x_c
+    b_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_w_i
+    for kh in range(KSIZE):
+        ih = oh + (kh - KSIZE // 2)
+        row_h = mask_m & (ih >= 0) & (ih < H)
+        for kw in range(KSIZE):
+            iw = ow + (kw - KSIZE // 2)
+            row_ok = row_h & (iw >= 0) & (iw < W)  # [BM]; out-of-image taps are the zero padding
+            a_ptrs = (x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
+                      + offs_k[None, :] * stride_x_c)  # [BM, BK]
+            b_ptrs = (w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
+                      + offs_k[:, None] * stride_w_i)  # [BK, BN]
+            for c0 in range(0, C_IN, BLOCK_K):
+                mask_k = (c0 + offs_k) < C_IN
+                a = tl.load(a_ptrs, mask=row_ok[:, None] & mask_k[None, :], other=0.0)
+                b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+                acc = mma(acc, a, b, USE_DOT, PRECISION)
+                a_ptrs += a_step
+                b_ptrs += b_step
+    return acc
+
+
+@triton.jit
+def _conv_flat_k(
+    acc,
+    # pointers
+    x_ptr, w_ptr,
+    # tile: pixel coordinates and mask [BM], output channels and mask [BN], the channel offsets of a K step [BK]
+    n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k,
+    # sizes
+    H, W, C_IN,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+    # meta-parameters
+    KSIZE: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # acc += the k x k conv of x at these pixels: one loop over every (tap, channel block), so the loads of the
+    # next tap are in flight while this one multiplies
+    K_BLOCKS = tl.cdiv(C_IN, BLOCK_K)
+    for step in range(0, KSIZE * KSIZE * K_BLOCKS):
+        tap = step // K_BLOCKS
+        chans = (step - tap * K_BLOCKS) * BLOCK_K + offs_k  # [BK]
+        kh = tap // KSIZE
+        kw = tap - kh * KSIZE
+        ih = oh + (kh - KSIZE // 2)
+        iw = ow + (kw - KSIZE // 2)
+        row_ok = mask_m & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)  # [BM]; out-of-image taps are the padding
+        mask_k = chans < C_IN
+        a = tl.load(x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
+                    + chans[None, :] * stride_x_c, mask=row_ok[:, None] & mask_k[None, :], other=0.0)  # [BM, BK]
+        b = tl.load(w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
+                    + chans[:, None] * stride_w_i, mask=mask_k[:, None] & mask_n[None, :], other=0.0)  # [BK, BN]
+        acc = mma(acc, a, b, USE_DOT, PRECISION)
+    return acc
 
 
 @triton.jit
@@ -49,38 +127,28 @@ def conv_tile(
     stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w,
     # meta-parameters
     KSIZE: tl.constexpr,
-    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, FLAT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # out[pixel block pid_m, channel block pid_n] <- relu(conv2d + bias); the conv body of both kernels
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] pixels
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(pid_m.dtype)  # [BM] pixels
     mask_m = offs_m < P
     n_idx, oh, ow = pixel_coords(offs_m, H, W)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN]
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(pid_n.dtype)  # [BN]
     mask_n = offs_n < C_OUT
-    offs_k = tl.arange(0, BLOCK_K).to(tl.int64)  # [BK]
-    # int64 pointer steps along channels (strides may arrive as int32 or as constexpr 1)
-    a_step = tl.full((), BLOCK_K, tl.int64) * stride_x_c
-    b_step = tl.full((), BLOCK_K, tl.int64) * stride_w_i
+    offs_k = tl.arange(0, BLOCK_K).to(pid_m.dtype)  # [BK]
 
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for kh in range(KSIZE):
-        ih = oh + (kh - KSIZE // 2)
-        row_h = mask_m & (ih >= 0) & (ih < H)
-        for kw in range(KSIZE):
-            iw = ow + (kw - KSIZE // 2)
-            row_ok = row_h & (iw >= 0) & (iw < W)  # [BM]; out-of-image taps are the zero padding
-            a_ptrs = (x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
-                      + offs_k[None, :] * stride_x_c)  # [BM, BK]
-            b_ptrs = (w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
-                      + offs_k[:, None] * stride_w_i)  # [BK, BN]
-            for c0 in range(0, C_IN, BLOCK_K):
-                mask_k = (c0 + offs_k) < C_IN
-                a = tl.load(a_ptrs, mask=row_ok[:, None] & mask_k[None, :], other=0.0)
-                b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                acc = mma(acc, a, b, USE_DOT, PRECISION)
-                a_ptrs += a_step
-                b_ptrs += b_step
+    if FLAT:
+        acc = _conv_flat_k(acc, x_ptr, w_ptr, n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k, H, W, C_IN,
+                           stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+                           stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+                           KSIZE, USE_DOT, PRECISION, BLOCK_K)
+    else:
+        acc = _conv_nested_k(acc, x_ptr, w_ptr, n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k, H, W, C_IN,
+                             stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+                             stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+                             KSIZE, USE_DOT, PRECISION, BLOCK_K)
 
     acc = bias_relu(acc, tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE))
     y = acc.to(out_ptr.dtype.element_ty)
@@ -92,27 +160,51 @@ def conv_tile(
                                 stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w), y, out_mask)
 
 
-# tl.dot configs: large tiles for wide layers, BLOCK_K=16 for the narrow reduced inputs (c3a=16); fp64 tunes over
-# FP64_CONFIGS instead (FitPrune keeps one set by USE_DOT).
+def _with_loop_form(config):
+    """A config dict with FLAT set as the module docstring says: the flattened K loop unless num_warps is 8."""
+    if config is None or "FLAT" in config:
+        return config
+    return {**config, "FLAT": config.get("num_warps", 4) < 8}
+
+
+# Under the interpreter the nested loops: the flattened one recomputes its addresses at every step, three times the
+# Python work per step there (tests run both forms explicitly).
+INTERPRET_NESTED = {**INTERPRET_CONFIG, "FLAT": False}
+
+
+def _config(m, n, k, warps, stages):
+    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k, "FLAT": warps < 8}, num_warps=warps,
+                         num_stages=stages)
+
+
+# tl.dot configs: large tiles for wide layers, BLOCK_K=16 for the narrow reduced inputs (c3a=16), 64-row tiles
+# for Hopper's wgmma; fp64 tunes over the FP64 shapes instead (FitPrune keeps one set by USE_DOT).
 CONV_CONFIGS = [
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 64}, num_warps=8, num_stages=3),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 32}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 128, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=4),
-    triton.Config({"BLOCK_M": 64, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=3),
+    _config(128, 128, 32, 8, 3),
+    _config(128, 64, 32, 4, 4),
+    _config(64, 128, 32, 4, 4),
+    _config(128, 64, 64, 8, 3),
+    _config(64, 64, 32, 4, 4),
+    _config(128, 32, 16, 4, 4),
+    _config(64, 32, 16, 4, 3),
 ]
+# fp32 without tf32: tl.dot on CUDA cores, operands and accumulator in registers, so the larger tiles spill
+CONV_IEEE_CONFIGS = [_config(128, 32, 16, 4, 4), _config(64, 32, 16, 4, 3)]
+CONV_ALL_CONFIGS = CONV_CONFIGS + CONV_IEEE_CONFIGS + [
+    _config(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps, c.num_stages)
+    for c in FP64_CONFIGS]
 
 
 @triton.autotune(
-    configs=CONV_CONFIGS + FP64_CONFIGS,
+    configs=CONV_ALL_CONFIGS,
     # the channel strides tell NCHW from channels_last: a different access pattern
     key=["P_BUCKET", "C_OUT", "C_IN", "KSIZE", "stride_x_c", "stride_out_c"],
     prune_configs_by={"early_config_prune": FitPrune(
         stage_elems=lambda m, n, k: m * k + k * n,  # A [BM, BK] + B [BK, BN]
         dtype_arg="x_ptr",
         extents=lambda a: {"BLOCK_M": a["P_BUCKET"], "BLOCK_N": a["C_OUT"], "BLOCK_K": a["C_IN"]},
+        precision_configs={"ieee": CONV_IEEE_CONFIGS},
+        output_channel_strides=("stride_out_c",),
     )},
 )
 @triton.jit(do_not_specialize=["P_BUCKET"])
@@ -129,10 +221,10 @@ def _conv2d_bias_relu_kernel(
     stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w,
     # meta-parameters
     KSIZE: tl.constexpr,
-    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
+    FLAT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    pid_m, pid_n, in_range = program_tile(tl.cdiv(C_OUT, BLOCK_N), P, BLOCK_M)
+    pid_m, pid_n, in_range = program_tile(tl.cdiv(C_OUT, BLOCK_N), P, BLOCK_M, INDEX)
     if in_range:
         conv_tile(x_ptr, w_ptr, b_ptr, out_ptr, mask_ptr,
                   pid_m, pid_n,
@@ -142,17 +234,19 @@ def _conv2d_bias_relu_kernel(
                   stride_b,
                   stride_out_n, stride_out_c, stride_out_h, stride_out_w,
                   stride_mask_n, stride_mask_c, stride_mask_h, stride_mask_w,
-                  KSIZE, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
+                  KSIZE, USE_DOT, PRECISION, ACC_DTYPE, FLAT, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 # One config serves both halves of a pair, tuned on both problems together, over the single conv's configs.
 @triton.autotune(
-    configs=CONV_CONFIGS + FP64_CONFIGS,
+    configs=CONV_ALL_CONFIGS,
     key=["P_BUCKET", "C_IN_A", "C_OUT_A", "KSIZE_A", "stride_xa_c", "stride_outa_c",
          "C_IN_B", "C_OUT_B", "KSIZE_B", "stride_xb_c", "stride_outb_c"],
     prune_configs_by={"early_config_prune": FitPrune(
         stage_elems=lambda m, n, k: m * k + k * n,  # A [BM, BK] + B [BK, BN], one half at a time
         dtype_arg="xa_ptr",
+        precision_configs={"ieee": CONV_IEEE_CONFIGS},
+        output_channel_strides=("stride_outa_c", "stride_outb_c"),
         extents=lambda a: {"BLOCK_M": a["P_BUCKET"], "BLOCK_N": max(a["C_OUT_A"], a["C_OUT_B"]),
                            "BLOCK_K": max(a["C_IN_A"], a["C_IN_B"])},
     )},
@@ -177,12 +271,12 @@ def _conv2d_bias_relu_pair_kernel(
     stride_maskb_n, stride_maskb_c, stride_maskb_h, stride_maskb_w,
     # meta-parameters
     KSIZE_A: tl.constexpr, KSIZE_B: tl.constexpr,
-    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
+    FLAT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # Two problems with the same pixels (P = N*H*W), both C_OUT > 0. Flattened program ids [0, tiles_a) are
     # problem a's tiles, the rest problem b's; within each, column blocks fastest as in program_tile.
-    pid = tl.program_id(1).to(tl.int64) * tl.num_programs(0) + tl.program_id(0)
+    pid = tl.program_id(1).to(INDEX) * tl.num_programs(0) + tl.program_id(0)
     num_n_a = tl.cdiv(C_OUT_A, BLOCK_N)
     tiles_a = tl.cdiv(P, BLOCK_M) * num_n_a
     if pid < tiles_a:
@@ -194,7 +288,7 @@ def _conv2d_bias_relu_pair_kernel(
                   stride_ba,
                   stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
                   stride_maska_n, stride_maska_c, stride_maska_h, stride_maska_w,
-                  KSIZE_A, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
+                  KSIZE_A, USE_DOT, PRECISION, ACC_DTYPE, FLAT, BLOCK_M, BLOCK_N, BLOCK_K)
     else:
         num_n_b = tl.cdiv(C_OUT_B, BLOCK_N)
         pid_b = pid - tiles_a
@@ -209,7 +303,7 @@ def _conv2d_bias_relu_pair_kernel(
                       stride_bb,
                       stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
                       stride_maskb_n, stride_maskb_c, stride_maskb_h, stride_maskb_w,
-                      KSIZE_B, USE_DOT, PRECISION, ACC_DTYPE, BLOCK_M, BLOCK_N, BLOCK_K)
+                      KSIZE_B, USE_DOT, PRECISION, ACC_DTYPE, FLAT, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,9 +338,9 @@ def launch_conv2d_bias_relu(x, weight, bias, out, *, mask=None, allow_tf32=False
     if out.numel() == 0:
         return out
     kwargs = dict(**_conv_args("", x, weight, bias, out, mask), P=P, P_BUCKET=pixel_bucket(P), H=H, W=W,
-                  KSIZE=weight.shape[2], **mma_meta(x.dtype, allow_tf32))
+                  KSIZE=weight.shape[2], INDEX=index_dtype(x, weight, out, mask), **mma_meta(x.dtype, allow_tf32))
     launch(_conv2d_bias_relu_kernel, lambda META: tile_grid(P, C_OUT, META["BLOCK_M"], META["BLOCK_N"]), kwargs,
-           config, INTERPRET_CONFIG)
+           _with_loop_form(config), INTERPRET_NESTED)
     return out
 
 
@@ -279,6 +373,7 @@ def launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, 
 
     kwargs = dict(**_conv_args("a", x_a, w_a, b_a, out_a, mask_a), **_conv_args("b", x_b, w_b, b_b, out_b, mask_b),
                   P=P, P_BUCKET=pixel_bucket(P), H=H, W=W, KSIZE_A=w_a.shape[2], KSIZE_B=w_b.shape[2],
+                  INDEX=index_dtype(x_a, w_a, out_a, mask_a, x_b, w_b, out_b, mask_b),
                   **mma_meta(x_a.dtype, allow_tf32))
 
     def grid(META):
@@ -286,4 +381,4 @@ def launch_conv2d_bias_relu_pair(x_a, w_a, b_a, out_a, x_b, w_b, b_b, out_b, *, 
         bn = META["BLOCK_N"]
         return tile_grid(P, triton.cdiv(C_OUT_A, bn) * bn + C_OUT_B, META["BLOCK_M"], bn)
 
-    launch(_conv2d_bias_relu_pair_kernel, grid, kwargs, config, INTERPRET_CONFIG)
+    launch(_conv2d_bias_relu_pair_kernel, grid, kwargs, _with_loop_form(config), INTERPRET_NESTED)

@@ -25,6 +25,7 @@ from .launch import (
     INTERPRET_WGRAD_CONFIG,
     FitPrune,
     acc_dtype,
+    index_dtype,
     launch,
     partial_dtype,
     pixel_bucket,
@@ -123,15 +124,15 @@ def _stem_dgrad_kernel(
     stride_w1_o, stride_w1_i, stride_w2_o, stride_w2_i, stride_w3_o, stride_w3_i,
     stride_gx_n, stride_gx_c, stride_gx_h, stride_gx_w,
     # meta-parameters
-    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # Tile: BLOCK_M pixels x BLOCK_N input channels of grad_x; K = C1 + C2 + C3 in three segments.
     # dpool_ptr: [P, C_IN] contiguous (g4 @ W4 per pixel), or None when there is no pool branch.
-    pid_m = tl.program_id(0).to(tl.int64)
-    pid_n = tl.program_id(1).to(tl.int64)
-    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] pixel
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
+    pid_m = tl.program_id(0).to(INDEX)
+    pid_n = tl.program_id(1).to(INDEX)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(INDEX)  # [BM] pixel
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(INDEX)  # [BN] input channel
     m_ok = offs_m < P
     n_ok = offs_n < C_IN
     img, oh, ow = pixel_coords(offs_m, H, W)
@@ -255,17 +256,17 @@ def _stem_wgrad_kernel(
     # meta-parameters
     HAS_W123: tl.constexpr, HAS_B123: tl.constexpr, HAS_W4: tl.constexpr, HAS_B4: tl.constexpr,
     USE123: tl.constexpr, ATOMIC: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    INDEX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # Grid: (split, row blocks of [g1 | g2 | g3] (none unless USE123) then row blocks of g4, C_IN blocks).
     # Tile: BLOCK_M gradient channels (partial rows) x BLOCK_N input channels, reduced over one pixel chunk.
     # part: [S, R], R = R_W ([C123 + C4, C_IN] weight partials) + C123 + C4 (bias partials).
     C12 = C1 + C2
     C123 = C12 + C3
-    split = tl.program_id(0).to(tl.int64)
-    pid_m = tl.program_id(1).to(tl.int64)
-    pid_n = tl.program_id(2).to(tl.int64)
-    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN] input channel
+    split = tl.program_id(0).to(INDEX)
+    pid_m = tl.program_id(1).to(INDEX)
+    pid_n = tl.program_id(2).to(INDEX)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(INDEX)  # [BN] input channel
     n_ok = offs_n < C_IN
     p_start = split * PIX_PER_SPLIT
     p_end = tl.minimum(p_start + PIX_PER_SPLIT, P)
@@ -277,13 +278,13 @@ def _stem_wgrad_kernel(
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=ACC_DTYPE)
     bacc = tl.zeros([BLOCK_M], dtype=ACC_DTYPE)
     if pid_m < NB123:
-        offs_j = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] row of [g1 | g2 | g3]
+        offs_j = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(INDEX)  # [BM] row of [g1 | g2 | g3]
         j_ok = offs_j < C123
         r1 = offs_j < C1
         r2 = (offs_j >= C1) & (offs_j < C12)
         r3 = (offs_j >= C12) & j_ok
         for p0 in range(p_start, p_end, BLOCK_K):
-            offs_k = p0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] pixel
+            offs_k = p0 + tl.arange(0, BLOCK_K).to(INDEX)  # [BK] pixel
             k_ok = offs_k < p_end
             img, oh, ow = pixel_coords(offs_k, H, W)
             # A = [g1 | g2 | g3]^T tile [BM, BK]: each row block read from its own tensor, the others masked off.
@@ -308,10 +309,10 @@ def _stem_wgrad_kernel(
                       C_IN, R_W,
                       HAS_W123, HAS_B123, ATOMIC)
     else:
-        offs_c = (pid_m - NB123) * BLOCK_M + tl.arange(0, BLOCK_M).to(tl.int64)  # [BM] channel of g4
+        offs_c = (pid_m - NB123) * BLOCK_M + tl.arange(0, BLOCK_M).to(INDEX)  # [BM] channel of g4
         c_ok = offs_c < C4
         for p0 in range(p_start, p_end, BLOCK_K):
-            offs_k = p0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] pixel
+            offs_k = p0 + tl.arange(0, BLOCK_K).to(INDEX)  # [BK] pixel
             k_ok = offs_k < p_end
             img, oh, ow = pixel_coords(offs_k, H, W)
             a = relu_grad_cp(g4_ptr, out4_ptr,
@@ -374,6 +375,7 @@ def launch_stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4
         **strides("g3", grad_t3), **strides("w1", w1, "oi"), **strides("w2", w2a, "oi"), **strides("w3", w3a, "oi"),
         **strides("gx", grad_x),
         PRECISION=precision, ACC_DTYPE=acc_dtype(dtype),
+        INDEX=index_dtype(x, grad_out1, out1, grad_t2, grad_t3, w1, w2a, w3a, dpool, grad_x),
     )
     launch(_stem_dgrad_kernel, pixel_channel_grid(P, c_in), kwargs, config, INTERPRET_CONFIG,
            BACKWARD_CONFIG_DEFAULTS)
@@ -381,7 +383,7 @@ def launch_stem_input_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4
 
 
 def launch_stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, gw1, gb1, gw2a, gb2a, gw3a, gb3a,
-                            gw4, gb4, *, deterministic=True, config=None) -> None:
+                            gw4, gb4, *, deterministic=True, allow_tf32=False, config=None) -> None:
     """gW1 | gW2a | gW3a <- x^T [grad_out1*(out1>0) | grad_t2 | grad_t3], gW4 <- maxpool3x3(x)^T (grad_out4*(out4>0)),
     biases <- column sums of the same gradients. Unchecked: arguments as ``checked.stem_weight_grad`` validates
     them. Two launches:
@@ -436,7 +438,8 @@ def launch_stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out
             **strides("x", x), **strides("g1", grad_out1), **strides("out1", out1), **strides("g2", grad_t2),
             **strides("g3", grad_t3), **strides("g4", grad_out4), **strides("out4", out4),
             HAS_W123=has_w123, HAS_B123=has_b123, HAS_W4=has_w4, HAS_B4=has_b4, USE123=use123,
-            ATOMIC=atomic, PRECISION=dot_precision(dtype, False), ACC_DTYPE=acc_dtype(dtype),
+            ATOMIC=atomic, PRECISION=dot_precision(dtype, allow_tf32), ACC_DTYPE=acc_dtype(dtype),
+            INDEX=index_dtype(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out4, part),
         )
         launch(_stem_wgrad_kernel, grid, kwargs, config, INTERPRET_WGRAD_CONFIG, BACKWARD_CONFIG_DEFAULTS)
 

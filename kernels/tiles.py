@@ -2,7 +2,8 @@
 
 Tensors are addressed through explicit (n, c, h, w) strides, named ``stride_<tensor>_<dim>`` as in the kernels. A
 pixel index p is (img, oh, ow) of an N x H x W grid; "pc" tiles have pixels as rows and channels as columns, "cp"
-tiles the transpose. Offsets are int64.
+tiles the transpose. Offsets are in each kernel's INDEX dtype: int32, or int64 when a tensor spans 2**31 elements or
+more (``launch.index_dtype``); helpers take it from the index tensors they are given.
 """
 import triton
 import triton.language as tl
@@ -19,10 +20,10 @@ def mma(acc, a, b, USE_DOT: tl.constexpr, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def program_tile(NUM_N, P, BLOCK_M: tl.constexpr):
+def program_tile(NUM_N, P, BLOCK_M: tl.constexpr, INDEX: tl.constexpr):
     # Flattened program id with the column blocks fastest, so programs that share a pixel tile run
-    # together and its input is read from DRAM once. Returns (pid_m, pid_n, in_range).
-    pid = tl.program_id(1).to(tl.int64) * tl.num_programs(0) + tl.program_id(0)
+    # together and its input is read from DRAM once. Returns (pid_m, pid_n, in_range), in INDEX.
+    pid = tl.program_id(1).to(INDEX) * tl.num_programs(0) + tl.program_id(0)
     pid_m = pid // NUM_N
     pid_n = pid % NUM_N
     return pid_m, pid_n, pid_m * BLOCK_M < P
@@ -117,15 +118,17 @@ def maxpool3x3_pc(
     # meta-parameters
     ROWS: tl.constexpr, COLS: tl.constexpr,
 ):
-    # [pixels, channels] tile of max_pool2d(x, 3, stride=1, padding=1), built from 9 shifted loads.
+    # [pixels, channels] tile of max_pool2d(x, 3, stride=1, padding=1), built from 9 shifted loads: one tile of
+    # pointers at the window centres, each tap a scalar offset from it (nine pointer tiles would cost registers).
     pooled = tl.full((ROWS, COLS), float("-inf"), dtype=x_ptr.dtype.element_ty)
+    centre = pc_ptrs(x_ptr, img, oh, ow, chans, stride_x_n, stride_x_c, stride_x_h, stride_x_w)
     for dh in tl.static_range(3):
         ih = oh + (dh - 1)
         ok_h = pix_ok & (ih >= 0) & (ih < H)
         for dw in tl.static_range(3):
             iw = ow + (dw - 1)
             ok = ok_h & (iw >= 0) & (iw < W)
-            v = tl.load(pc_ptrs(x_ptr, img, ih, iw, chans, stride_x_n, stride_x_c, stride_x_h, stride_x_w),
+            v = tl.load(centre + ((dh - 1) * stride_x_h + (dw - 1) * stride_x_w),
                         mask=ok[:, None] & chan_ok[None, :], other=float("-inf"))
             # padding (-inf) never wins; a NaN wins and then stays, as in torch.max_pool2d
             pooled = tl.where((v > pooled) | (v != v), v, pooled)
@@ -149,7 +152,7 @@ def dgrad_channels(
 ):
     # acc[BM pixels, BN in-channels] += (g * (out > 0 if MASKED))[BM, C] @ w[C, BN], reduced over C in BLOCK_K steps
     for k0 in range(0, C, BLOCK_K):
-        offs_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK] gradient channel
+        offs_k = k0 + tl.arange(0, BLOCK_K).to(offs_n.dtype)  # [BK] gradient channel
         k_ok = offs_k < C
         a_mask = pix_ok[:, None] & k_ok[None, :]
         a = tl.load(g_ptr + g_row[:, None] + offs_k[None, :] * stride_g_c, mask=a_mask, other=0.0)

@@ -18,5 +18,11 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.stride(1) <= spatial_stride
 
 
+def channels_adjacent(x: torch.Tensor) -> bool:
+    """Whether ``x``'s channels are next to each other in memory (channels-last, or a channel slice of it): how the
+    kernels want their activations, since channels are their GEMMs' reduction dimension."""
+    return x.shape[1] <= 1 or x.stride(1) == 1
+
+
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if is_channels_last(x) else torch.contiguous_format

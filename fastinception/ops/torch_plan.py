@@ -2,7 +2,13 @@
 
 One convolution with the concatenated 1x1 weights computes p1 and both reductions; each branch result is
 written into its channel slice of one preallocated output. Everything that reads ``x`` runs before the first write
-into ``out``, so an ``out`` that shares memory with ``x`` still receives ``block(x)``. Autograd comes from PyTorch.
+into ``out``, so an ``out`` that shares memory with ``x`` still receives ``block(x)``.
+
+Autograd: ``out[:, s] = branch`` four times would chain four CopySlices nodes, each of which copies the whole output
+gradient in the backward. ``WriteBranches`` writes the four branches under one node whose backward hands each branch
+a view of the output gradient instead (as ``torch.cat``'s backward does). torch.func transforms cannot run a custom
+autograd Function without rules of their own, nor torch.jit.trace record one, so under them the slice assignments
+are used.
 """
 import torch
 import torch.nn.functional as F
@@ -11,16 +17,42 @@ from ..params import BlockParams
 from ..spec import InceptionSpec
 
 
-def inception_torch(x: torch.Tensor, p: BlockParams, spec: InceptionSpec, out: torch.Tensor) -> torch.Tensor:
+class WriteBranches(torch.autograd.Function):
+    # ``out`` first, as in ops/triton_function.py: when it is a view, autograd wraps this Function in CopySlices.
+    @staticmethod
+    def forward(ctx, out, slices, *branches):
+        for s, branch in zip(slices, branches):
+            out[:, s] = branch
+        ctx.mark_dirty(out)
+        ctx.slices = slices
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        # The overwritten values of out get zeros, not None: CopySlices drops the whole buffer's gradient on None.
+        grad_old_out = torch.zeros_like(grad_out) if ctx.needs_input_grad[0] else None
+        return (grad_old_out, None, *(grad_out[:, s] for s in ctx.slices))
+
+
+def inception_torch(x: torch.Tensor, p: BlockParams, spec: InceptionSpec, out: torch.Tensor,
+                    transformed: bool = False) -> torch.Tensor:
+    """``transformed``: running under a torch.func transform (grad, jvp), which needs plain PyTorch ops."""
     w_stem = torch.cat((p.w1, p.w2a, p.w3a))
     b_stem = torch.cat((p.b1, p.b2a, p.b3a))
     stem = F.conv2d(x, w_stem, b_stem).relu_()
     pooled = F.conv2d(F.max_pool2d(x, 3, stride=1, padding=1), p.w4, p.b4).relu_()
-    c1, c2a = spec.c1, spec.c2a
-    t2 = stem[:, c1 : c1 + c2a]
-    t3 = stem[:, c1 + c2a :]
-    out[:, spec.p1] = stem[:, :c1]
-    out[:, spec.p2] = F.conv2d(t2, p.w2b, p.b2b, padding=spec.k2 // 2).relu_()
-    out[:, spec.p3] = F.conv2d(t3, p.w3b, p.b3b, padding=spec.k3 // 2).relu_()
-    out[:, spec.p4] = pooled
-    return out
+    # split, not three slices: its backward is one concatenation, three slices' would be three zero-filled copies
+    p1, t2, t3 = stem.split((spec.c1, spec.c2a, spec.c3a), dim=1)
+    branches = (
+        p1,
+        F.conv2d(t2, p.w2b, p.b2b, padding=spec.k2 // 2).relu_(),
+        F.conv2d(t3, p.w3b, p.b3b, padding=spec.k3 // 2).relu_(),
+        pooled,
+    )
+    slices = (spec.p1, spec.p2, spec.p3, spec.p4)
+    tracked = torch.is_grad_enabled() and (out.requires_grad or any(b.requires_grad for b in branches))
+    if transformed or torch.jit.is_tracing() or not tracked:
+        for s, branch in zip(slices, branches):
+            out[:, s] = branch
+        return out
+    return WriteBranches.apply(out, slices, *branches)

@@ -395,6 +395,9 @@ def test_stem_outputs_with_layouts_of_their_own():
     params = []
     for c in cs:
         params += [make_weight(gen, (c, Cin, 1, 1), torch.float32), randn(gen, (c,), torch.float32)]
+    # w2a with an input-channel stride of its own (every other channel of a wider weight): the kernel reads the
+    # three x-reading weights with one stride, so the launcher must notice
+    params[2] = make_weight(gen, (cs[1], 2 * Cin, 1, 1), torch.float32)[:, ::2]
     out1 = poisoned((N, cs[0] + 3, H, W), torch.float32, NCHW)[:, 1 : 1 + cs[0]]
     t2 = poisoned((N, cs[1], H, W), torch.float32, CL)
     t3 = poisoned((N, cs[2], H, W), torch.float32, NCHW)
@@ -445,3 +448,13 @@ def test_bf16_kernels_are_refused_under_the_interpreter():
     with pytest.raises(TypeError, match="bfloat16 kernels give wrong results under Triton's CPU interpreter"):
         conv2d_bias_relu(x, w, b, out)
     assert (out == 0).all()
+
+
+@pytest.mark.parametrize("flat", [True, False], ids=["flat-k-loop", "nested-k-loops"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_both_forms_of_the_k_loop(k, flat):
+    # the flattened (tap, channel block) loop of the num_warps=4 configs and the nested loops of num_warps=8 ones;
+    # C_IN of 20 in 16-channel blocks: a partial block at every tap
+    case = dict(N=2, Cin=20, Cout=17, H=5, W=6, k=k, dtype=torch.float32, x_format=CL, out_format=NCHW,
+                x_slice=True, w_cl=True, offset=2, seed=70 + k)
+    run_conv_case(case, config={"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "FLAT": flat})

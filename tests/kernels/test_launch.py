@@ -101,7 +101,9 @@ def test_batch_sizes_in_one_bucket_share_every_key(recorded):
 
 def _prune_args(dtype, **sizes):
     t = torch.empty(1, dtype=dtype)  # a CPU tensor: the sm_90 limit is assumed
-    return dict(x_ptr=t, xa_ptr=t, gy_ptr=t, **sizes)
+    channels_last_outputs = dict.fromkeys(("stride_out_c", "stride_outa_c", "stride_outb_c", "stride_out1_c",
+                                           "stride_out4_c"), 1)
+    return {"x_ptr": t, "xa_ptr": t, "gy_ptr": t, "PRECISION": "tf32", **channels_last_outputs, **sizes}
 
 
 def _config(m, n, k, stages):
@@ -109,16 +111,31 @@ def _config(m, n, k, stages):
 
 
 def test_prune_drops_what_cannot_fit_shared_memory():
-    # the stem weight gradient's configs all fit an sm_90 device, fp64 included; a deeper pipeline does not
+    # the stem weight gradient's configs all fit an sm_90 device, fp64 included (fp16/fp32 keep the wgmma-sized
+    # ones); a deeper pipeline does not
     kernel = stem_backward._stem_wgrad_kernel
     prune = kernel.early_config_prune
     sizes = dict(P_BUCKET=2**17, C_IN=192, C1=64, C2=96, C3=16, C4=32)
-    for dtype in (torch.float16, torch.float32, torch.float64):
-        assert prune(kernel.configs, {}, **_prune_args(dtype, **sizes)) == kernel.configs
+    wgmma_sized = [c for c in kernel.configs if c.kwargs["BLOCK_M"] >= 64]
+    for dtype in (torch.float16, torch.float32):
+        assert prune(kernel.configs, {}, **_prune_args(dtype, **sizes)) == wgmma_sized
+    assert prune(kernel.configs, {}, **_prune_args(torch.float64, **sizes)) == kernel.configs
     deep = _config(64, 64, 32, 3)  # two buffers of 9 pool loads + the gradient tiles: 352 KB in fp64
     args = _prune_args(torch.float64, **sizes)
     assert prune.shared_memory(deep, args) > launch.SM90_SHARED_MEMORY
     assert prune([*kernel.configs, deep], {}, **args) == kernel.configs
+
+
+def test_prune_keeps_wgmma_sized_tiles_for_16_bit_and_fp32_dots():
+    # BLOCK_M < 64 would run Ampere's mma.sync on sm_90: dropped, unless no other config is left; fp64 keeps them
+    kernel = conv2d_backward._conv_relu_dgrad_kernel
+    prune = kernel.early_config_prune
+    small, large = _config(32, 64, 64, 3), _config(64, 64, 32, 3)
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        args = _prune_args(dtype, P_BUCKET=2**17, C_IN=96, C_OUT=128)
+        assert prune([small, large], {}, **args) == [large]
+        assert prune([small], {}, **args) == [small]
+    assert prune([small, large], {}, **_prune_args(torch.float64, P_BUCKET=2**17, C_IN=96, C_OUT=128)) == [small, large]
     # the stem forward's 128x128x32 tile with its nine pool loads: two stages fit in fp32, three only in fp16
     kernel = stem_forward._stem_forward_kernel
     two, three = _config(128, 128, 32, 2), _config(128, 128, 32, 3)
@@ -148,6 +165,22 @@ def test_prune_picks_the_fp64_configs_and_snug_tiles():
     assert not any(launch.is_fp64_config(c) for c in kept)
 
 
+def test_prune_picks_the_configs_of_an_fp32_precision_and_small_tiles_for_nchw_outputs():
+    kernel = conv2d_forward._conv2d_bias_relu_kernel
+    prune = kernel.early_config_prune
+    sizes = dict(P_BUCKET=2**17, C_IN=96, C_OUT=128, USE_DOT=True)
+    ieee = prune(kernel.configs, {}, **_prune_args(torch.float32, **{**sizes, "PRECISION": "ieee"}))
+    assert ieee and all(any(c is k for k in conv2d_forward.CONV_IEEE_CONFIGS) for c in ieee)
+    for dtype, precision in ((torch.float32, "tf32"), (torch.float16, "ieee")):
+        kept = prune(kernel.configs, {}, **_prune_args(dtype, **{**sizes, "PRECISION": precision}))
+        assert kept and not any(any(c is k for k in conv2d_forward.CONV_IEEE_CONFIGS) for c in kept)
+    # an NCHW output: at most 32 accumulator values a thread
+    nchw = prune(kernel.configs, {}, **_prune_args(torch.float16, **{**sizes, "stride_out_c": 784}))
+    assert nchw and all(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] <= 1024 * c.num_warps for c in nchw)
+    assert any(c.kwargs["BLOCK_M"] * c.kwargs["BLOCK_N"] > 1024 * c.num_warps
+               for c in prune(kernel.configs, {}, **_prune_args(torch.float16, **sizes)))
+
+
 # ---------------------------------------------------------------------------------------------
 # keyword launches through Triton's autotuner (interpreter, stub benchmark)
 
@@ -166,8 +199,8 @@ def _retuned(kernel, configs):
 @INTERPRETER_ONLY
 def test_forward_through_the_autotuner(monkeypatch):
     tuned = _retuned(conv2d_forward._conv2d_bias_relu_kernel, [
-        triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16}, num_warps=4, num_stages=2),
-        triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 16, "FLAT": True}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16, "FLAT": False}, num_warps=4, num_stages=2),
     ])
     monkeypatch.setattr(conv2d_forward, "_conv2d_bias_relu_kernel", tuned)
     monkeypatch.setattr(launch, "interpreting", lambda: False)
@@ -216,3 +249,37 @@ def test_atomic_weight_grad_through_the_autotuner(monkeypatch):
     assert_close(gw, ref_w, torch.float32, "atomic grad_weight, autotuned")
     assert_close(gb, ref_b, torch.float32, "atomic grad_bias, autotuned")
     assert len(tuned.cache) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# int32 offsets, with an int64 variant for tensors past 2**31 elements
+
+def test_index_dtype_is_int32_until_a_tensor_spans_2_to_the_31_elements():
+    small = torch.empty(2, 3, 4, 5)
+    assert launch.index_dtype(small, None, torch.empty(0)) == triton.language.int32
+    # meta tensors: shapes and strides without memory
+    assert launch.index_dtype(small, torch.empty((2, 2**30 - 1), device="meta")) == triton.language.int32
+    assert launch.index_dtype(small, torch.empty((2, 2**30), device="meta")) == triton.language.int64
+    # what counts is the span from the data pointer, so a channel slice of a huge buffer counts as huge
+    huge = torch.empty((8, 2**29, 1, 1), device="meta")[:, :1]  # 8 x 1 elements, 7 * 2**29 apart
+    assert launch.index_dtype(huge) == triton.language.int64
+
+
+@pytest.fixture
+def int64_offsets(monkeypatch):
+    """Every launcher's INDEX forced to int64, as for tensors past 2**31 elements (small tensors, so the int64
+    variant of each kernel runs under the interpreter too)."""
+    for module in (conv2d_forward, stem_forward, conv2d_backward, stem_backward):
+        monkeypatch.setattr(module, "index_dtype", lambda *tensors: triton.language.int64)
+
+
+def test_the_int64_variant_computes_the_same(int64_offsets):
+    # forward and backward of a whole block through the ops, with every kernel in its int64 variant
+    from fastinception import FastInception, Inception
+
+    from helpers import DEVICE, check_against_float64, make_input
+
+    torch.manual_seed(3)
+    ref = Inception(7, 3, (4, 5), (2, 3), 2, device=DEVICE)
+    fast = FastInception.from_module(ref, backend="triton")
+    check_against_float64(fast, ref, make_input((2, 7, 5, 4), "nhwc", torch.float32, DEVICE, seed=4), "nhwc")

