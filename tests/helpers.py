@@ -9,8 +9,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import gzip
+import os
 import random
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -436,6 +439,17 @@ def record_launches():
             torch.cuda.synchronize()
         log.launches = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
     log.ops = recorder.ops
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# offline compiles
+
+def inspect_command(*args, cwd) -> subprocess.CompletedProcess:
+    """``python -m fastinception inspect ARGS`` in a subprocess without TRITON_INTERPRET: the test session runs
+    Triton's interpreter, and Triton reads that variable once, when first imported."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    return subprocess.run([sys.executable, "-m", "fastinception", "inspect", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=1800)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

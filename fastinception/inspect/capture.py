@@ -1,0 +1,226 @@
+"""Every Triton launch the triton backend makes for one problem, captured without a GPU.
+
+A ``FastInception`` block on the triton backend runs as a user runs it (the layer, the functional API, the
+autograd Function, the custom ops ``torch.ops.fastinception.triton_forward`` / ``triton_backward``, the
+launchers) on CPU tensors of the real shapes: inference and training forwards with the branches serial and
+grouped, and the backward of every gradient, deterministic and with atomics. At the bottom, the kernels' one
+launch point, ``launch.launch``, is replaced in each kernel module that imported it by a recorder, and the one
+direct launch (``conv2d_backward._reduce_partials_kernel[grid](...)``) is wrapped likewise. Nothing is computed:
+the tensors are only allocated. So the signatures, strides (including any re-layout of the weights above the
+ops), None pointers and constexprs are exactly what a GPU run passes, with no hand-written copy to drift from the
+code. Two things a CPU tensor would change are set back to a GPU's: the "CUDA tensors only" check is skipped,
+and every ``allow_tf32`` argument of the custom ops is set to the run's choice (on a GPU it follows
+``torch.backends.cudnn.allow_tf32``). Each recorded autotuned launch then gets the configs its autotuner would
+try: its ``prune_configs_by`` applied to the launch's arguments, with the target's SM count and shared-memory
+limit.
+
+Must run with Triton compiling (``TRITON_INTERPRET`` unset): under the interpreter the launchers pick other
+paths (fixed tiles, fp32 for bf16).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import pkgutil
+import sys
+from dataclasses import dataclass
+
+import torch
+import triton
+from torch.utils._python_dispatch import TorchDispatchMode
+from triton.runtime.jit import JITFunction
+
+from .. import kernels
+from ..kernels import common, conv2d_backward
+from ..kernels import launch as launch_module
+from ..layer import FastInception
+from .compile import jit_function
+from .occupancy import Target
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+TF32_LABEL = "fp32+tf32"  # the dtype column of fp32 runs with tf32 allowed (PyTorch's default for convolutions)
+
+
+@dataclass
+class Launch:
+    """One kernel launch as the ops make it, with the configs the autotuner would try."""
+
+    kernel: str  # the kernel's short name: conv2d_bias_relu for _conv2d_bias_relu_kernel
+    variant: str  # what tells this launch from the kernel's others: "k3 96->128 +mask"
+    fn: JITFunction
+    kwargs: dict  # the kernel arguments, without the config's
+    configs: list  # triton.Config, in the autotuner's order
+    dtype: str  # the dtype column: fp16, bf16, fp32 or fp32+tf32
+    layout: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.kernel} {self.variant}".strip()
+
+
+def short_name(fn: JITFunction) -> str:
+    name = fn.fn.__name__.strip("_")
+    return name[: -len("_kernel")] if name.endswith("_kernel") else name
+
+
+def variant(kwargs: dict) -> str:
+    """The arguments that tell apart launches of one kernel in a block: each conv's kernel size and channels
+    (``C_IN``/``C_OUT``, or ``_A``/``_B`` for a pair; a reduction's ``C_TOT``), ``+mask`` when a ReLU mask is
+    written (training), ``atomic`` for the float-atomic weight-gradient path and the one-row reduction after it."""
+    parts = []
+    for suffix in ("", "_A", "_B"):
+        c_in, c_out = kwargs.get(f"C_IN{suffix}"), kwargs.get(f"C_OUT{suffix}", kwargs.get(f"C_TOT{suffix}"))
+        if c_in is not None and c_out is not None:
+            parts.append(f"k{kwargs.get(f'KSIZE{suffix}', 1)} {c_in}->{c_out}")
+    words = [" + ".join(parts)] if parts else []
+    if any(k.startswith("mask") and k.endswith("_ptr") and v is not None for k, v in kwargs.items()):
+        words.append("+mask")
+    if kwargs.get("ATOMIC") or (kwargs.get("S") == 1 and "part_ptr" in kwargs):
+        words.append("atomic")
+    return " ".join(words)
+
+
+def _fixed_config(fn: JITFunction, values: dict, defaults: dict | None = None) -> triton.Config:
+    """A forced or direct launch's meta-arguments as a Config: BLOCK* constexprs as its kwargs, the rest options."""
+    values = {**(defaults or {}), **values}
+    options = {k: v for k, v in values.items() if k not in fn.arg_names}
+    blocks = {k: v for k, v in values.items() if k in fn.arg_names}
+    return triton.Config(blocks, **options)
+
+
+class _Recorder:
+    """Stands in for ``launch.launch`` and the direct launch, collecting (fn, kwargs, configs)."""
+
+    def __init__(self):
+        self.records = []
+
+    def launch(self, tuned, grid, kwargs, config, interp_config, config_defaults=None):
+        fn = jit_function(tuned)
+        if config is not None:  # a forced config: what runs is that one
+            configs = [_fixed_config(fn, config, config_defaults)]
+        else:
+            tuned.nargs = {}  # prune_configs reads positional arguments from here; the launchers pass keywords
+            try:
+                configs = list(tuned.prune_configs(kwargs))
+            finally:
+                tuned.nargs = None
+        self.records.append((fn, dict(kwargs), configs))
+
+    def direct(self, fn: JITFunction):
+        recorder = self
+
+        class Indexed:
+            def __getitem__(self, grid):
+                def run(**kwargs):
+                    blocks = {k: v for k, v in kwargs.items() if k.startswith("BLOCK") or k not in fn.arg_names}
+                    args = {k: v for k, v in kwargs.items() if k not in blocks}
+                    recorder.records.append((fn, args, [_fixed_config(fn, blocks)]))
+                return run
+
+        return Indexed()
+
+
+def _modules(package: str):
+    """The imported modules of ``package`` (the kernel modules import each other: import them all first)."""
+    if package == kernels.__name__:
+        for info in pkgutil.iter_modules(kernels.__path__):
+            importlib.import_module(f"{kernels.__name__}.{info.name}")
+    return [m for name, m in list(sys.modules.items()) if name.startswith(package + ".") and m is not None]
+
+
+def _no_check(*tensors) -> None:
+    """Stands in for ``common.require_launchable``: the captured launches never run."""
+
+
+class _Tf32(TorchDispatchMode):
+    """Sets the ``allow_tf32`` argument of every fastinception custom op to one value, as a GPU run with
+    ``torch.backends.cudnn.allow_tf32`` set so would pass it (on CPU tensors the layer passes False)."""
+
+    def __init__(self, allow_tf32: bool):
+        super().__init__()
+        self.allow_tf32 = allow_tf32
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func.namespace == "fastinception":
+            names = [a.name for a in func._schema.arguments]
+            if "allow_tf32" in names:
+                i = names.index("allow_tf32")
+                if i < len(args):
+                    args = (*args[:i], self.allow_tf32, *args[i + 1:])
+                else:
+                    kwargs["allow_tf32"] = self.allow_tf32
+        return func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def recording(target: Target):
+    """Within: the kernel modules record launches instead of making them and see ``target``'s SM count and
+    shared-memory limit (the CPU tensors' device has neither), and the library does not refuse CPU tensors."""
+    recorder = _Recorder()
+    patches = [(m, "launch", recorder.launch) for m in _modules(kernels.__name__)
+               if getattr(m, "launch", None) is launch_module.launch]
+    if not patches:
+        raise RuntimeError("expected kernel modules that import launch.launch; found none to record")
+    patches += [(m, "require_launchable", _no_check) for m in _modules("fastinception")
+                if getattr(m, "require_launchable", None) is common.require_launchable]
+    patches += [
+        (conv2d_backward, "_reduce_partials_kernel", recorder.direct(conv2d_backward._reduce_partials_kernel)),
+        (conv2d_backward, "_sm_count", lambda device: target.sm_count),
+        (launch_module, "_shared_memory_limit", lambda args: target.smem_per_block),
+    ]
+    saved = [(m, name, getattr(m, name)) for m, name, _ in patches]
+    try:
+        for m, name, value in patches:
+            setattr(m, name, value)
+        yield recorder.records
+    finally:
+        for m, name, value in saved:
+            setattr(m, name, value)
+
+
+def run_block(block_args: tuple, size: int, batch: int, dtype: torch.dtype, layout, allow_tf32: bool) -> None:
+    """Every launch path of the triton backend: for the branches serial and grouped, an inference forward, and a
+    training forward and the backward of the input and every parameter, deterministic and with atomics. The block
+    and the input are in ``layout``, as ``model.to(memory_format=...)`` and the benchmarks put them."""
+    block = FastInception(*block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
+    block = block.to(memory_format=layout)
+    x = torch.empty((batch, block_args[0], size, size), dtype=dtype).contiguous(memory_format=layout)
+    with _Tf32(allow_tf32):
+        for branches in ("serial", "grouped"):  # inference first: the report lists kernels in first-launch order
+            block.branch_mode = branches
+            with torch.no_grad():
+                block(x)
+        for branches in ("serial", "grouped"):
+            block.branch_mode = branches
+            for deterministic in (True, False):
+                block.deterministic_backward = deterministic
+                xg = x.detach().requires_grad_()
+                y = block(xg)
+                torch.autograd.grad(y, [xg, *block.parameters()], torch.empty_like(y))
+
+
+def capture(target: Target, block_args: tuple, size: int, batch: int, dtype: str, layout: str,
+            allow_tf32: bool) -> list[Launch]:
+    """The launches of one (dtype, tf32, layout) run of the block, each distinct launch once."""
+    label = TF32_LABEL if dtype == "fp32" and allow_tf32 else dtype
+    with recording(target) as records:
+        run_block(block_args, size, batch, DTYPES[dtype], LAYOUTS[layout], allow_tf32)
+    launches, seen = [], set()
+    for fn, kwargs, configs in records:
+        launch = Launch(short_name(fn), variant(kwargs), fn, kwargs, configs, label, layout)
+        key = (launch.label, _signature(kwargs))
+        if key not in seen:  # the stem forward runs once per branch mode, the dgrads in both backwards
+            seen.add(key)
+            launches.append(launch)
+    return launches
+
+
+def _signature(kwargs: dict) -> tuple:
+    """What of a launch's arguments can change its compile: tensors by dtype and stride, the rest by value."""
+    def one(v):
+        if isinstance(v, torch.Tensor):
+            return ("tensor", v.dtype, v.stride(), v.data_ptr() % 16)
+        return v
+    return tuple(sorted((k, repr(one(v))) for k, v in kwargs.items()))

@@ -1,0 +1,309 @@
+"""``python -m fastinception inspect``: what every Triton kernel of the triton backend compiles to for a GPU
+target, on a machine without one: registers, spills, shared memory, occupancy bound, tensor-core and load
+instructions, per kernel launch, autotune config, dtype and layout.
+
+Static compile facts, not timings. Triton is imported in ``run``, not here: importing the command modules must
+leave Triton's interpreter choice open for the other commands.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from ..cli.arguments import positive_int
+from ..cli.errors import UsageError, report
+from ..cli.progress import available, progress_bar
+from ..models import GOOGLENET_BLOCKS
+from .occupancy import TARGETS, occupancy
+from .report import NOTE, config_label, format_markdown, format_text
+
+DTYPES = ("fp16", "bf16", "fp32")
+LAYOUTS = ("nchw", "channels_last")
+TF32 = {"on": (True,), "off": (False,), "both": (False, True)}
+DEFAULTS = {"target": "sm_90", "block": "3a", "batch": 128, "dtypes": list(DTYPES), "layouts": list(LAYOUTS),
+            "tf32": "both"}
+# Triton's reading of TRITON_INTERPRET (knobs.runtime.interpret): these values turn the interpreter on.
+INTERPRETER_ON = {"1", "true", "on", "yes", "y"}
+
+
+def _list(choices):
+    def parse(text: str) -> list[str]:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(choices)}, got {text!r}")
+        bad = [t for t in items if t not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)}; choose from {', '.join(choices)}")
+        return list(dict.fromkeys(items))
+    return parse
+
+
+def _names(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of kernel names, got {text!r}")
+    return items
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (parser.description or "") + (
+        ". Captures every launch of the triton ops for one problem (CPU tensors, nothing computed), compiles each "
+        "autotune config the autotuner would try, in parallel, for the target with Triton's own specialization, and "
+        "reads ptxas's report and the SASS. Needs no GPU; refuses to run under TRITON_INTERPRET=1. Exit status 1 "
+        "when a compile fails.")
+    parser.add_argument("--target", choices=list(TARGETS), default=DEFAULTS["target"],
+                        help=f"GPU target (default {DEFAULTS['target']}: "
+                        + ", ".join(f"{t.name} {t.gpus}" for t in TARGETS.values()) + ")")
+    parser.add_argument("--kernels", type=_names, default=None,
+                        help="comma-separated kernels, by short name (e.g. stem_forward,conv2d_bias_relu; default all)")
+    parser.add_argument("--dtypes", type=_list(DTYPES), default=DEFAULTS["dtypes"],
+                        help="comma-separated dtypes (default fp16,bf16,fp32)")
+    parser.add_argument("--layouts", type=_list(LAYOUTS), default=DEFAULTS["layouts"],
+                        help="comma-separated input layouts (default nchw,channels_last)")
+    parser.add_argument("--tf32", choices=list(TF32), default=DEFAULTS["tf32"],
+                        help="fp32 with tf32 allowed (on), not (off), or both as two dtypes (default both)")
+    parser.add_argument("--block", choices=list(GOOGLENET_BLOCKS), default=DEFAULTS["block"],
+                        help=f"GoogLeNet block whose shapes are compiled, at its ImageNet size (default "
+                        f"{DEFAULTS['block']})")
+    parser.add_argument("--batch", type=positive_int, default=DEFAULTS["batch"],
+                        help=f"batch size (default {DEFAULTS['batch']})")
+    parser.add_argument("--configs", type=positive_int, default=None, metavar="N",
+                        help="at most N configs per launch, in the autotuner's order (default: all it would try)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write every row as JSON")
+    parser.add_argument("--markdown", type=Path, default=None, metavar="FILE", help="write the report as markdown")
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1,
+                        help="compiles run in parallel (default: the CPU count)")
+    parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                        help="folder of cached compile facts (default ~/.cache/fastinception/inspect)")
+    parser.add_argument("--no-cache", action="store_true", help="compile everything, read and write no cache")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _check_output(path: Path | None, option: str) -> None:
+    """Fail before any compile when a report file cannot be written."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{option} {path}: expected a file, got a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable")
+
+
+def command_line(args: argparse.Namespace) -> str:
+    words = ["python -m fastinception inspect", f"--target {args.target}", f"--block {args.block}",
+             f"--batch {args.batch}", f"--dtypes {','.join(args.dtypes)}", f"--layouts {','.join(args.layouts)}"]
+    if "fp32" in args.dtypes:
+        words.append(f"--tf32 {args.tf32}")
+    if args.kernels:
+        words.append(f"--kernels {','.join(args.kernels)}")
+    if args.configs:
+        words.append(f"--configs {args.configs}")
+    return " ".join(words)
+
+
+def scope_note(args: argparse.Namespace) -> str:
+    """What the run covers, and what it leaves out of the default matrix."""
+    left_out = []
+    if args.kernels:
+        left_out.append(f"only kernels {', '.join(args.kernels)}")
+    if args.dtypes != DEFAULTS["dtypes"]:
+        left_out.append(f"only dtypes {', '.join(args.dtypes)}")
+    if "fp32" in args.dtypes and args.tf32 != DEFAULTS["tf32"]:
+        left_out.append(f"fp32 with tf32 {args.tf32} only")
+    if args.layouts != DEFAULTS["layouts"]:
+        left_out.append(f"only layouts {', '.join(args.layouts)}")
+    if args.configs:
+        left_out.append(f"at most {args.configs} config(s) per launch")
+    return ("reduced from the default matrix: " + "; ".join(left_out)) if left_out else (
+        "the full default matrix: every kernel, fp16, bf16 and fp32 (tf32 off and on), both layouts, every config "
+        "the autotuner would try")
+
+
+def _interpreter_error() -> str | None:
+    value = os.environ.get("TRITON_INTERPRET")
+    if value is not None and value.strip().lower() in INTERPRETER_ON:
+        return (f"inspect compiles for a GPU target and cannot run under Triton's interpreter "
+                f"(TRITON_INTERPRET={value!r}): unset TRITON_INTERPRET and run it again")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    reason = _interpreter_error()
+    if reason is not None:
+        return report(reason)
+    try:
+        _check_output(args.json, "--json")
+        _check_output(args.markdown, "--markdown")
+    except UsageError as e:
+        return report(e)
+
+    from .capture import capture
+    from .compile import Binder, Cache, InterpretedKernels, default_cache_dir
+
+    target = TARGETS[args.target]
+    block_args, size = GOOGLENET_BLOCKS[args.block]
+    started = time.perf_counter()
+    _say(f"capturing the triton ops' launches: block {args.block}, batch {args.batch}, {size}x{size} ...")
+    groups = [(dtype, tf32, layout) for dtype in args.dtypes for tf32 in (TF32[args.tf32] if dtype == "fp32"
+              else (False,)) for layout in args.layouts]
+    launches = []
+    try:
+        for dtype, tf32, layout in groups:
+            launches += capture(target, block_args, size, args.batch, dtype, layout, tf32)
+    except InterpretedKernels as e:  # this process imported the kernels under the interpreter before
+        return report(e)
+    known = list(dict.fromkeys(launch.kernel for launch in launches))
+    if args.kernels:
+        unknown = [k for k in args.kernels if k not in known]
+        if unknown:
+            return report(f"--kernels: unknown {', '.join(unknown)}; the triton ops launch {', '.join(known)}")
+        launches = [launch for launch in launches if launch.kernel in args.kernels]
+
+    with warnings.catch_warnings():  # Triton 3.9 warns that its fp-fusion default will change in 3.10
+        warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
+        binder = Binder(target.capability)
+        planned = [(launch, config, binder.job(launch.fn, launch.kwargs, config))
+                   for launch in launches for config in launch.configs[: args.configs]]
+    cache = Cache(None if args.no_cache else (args.cache or default_cache_dir()))
+    jobs = [job for _, _, job in planned]
+    distinct = len({job.key for job in jobs})
+    _say(f"{len(planned)} rows, {distinct} distinct compiles for {target.name} "
+         f"({time.perf_counter() - started:.1f} s); compiling with {args.jobs} job(s), cache {cache.path or 'off'} ...")
+    results = _compile(jobs, args.jobs, cache, {job.key: (launch, config) for launch, config, job in planned})
+    wall = time.perf_counter() - started
+
+    result = _report(args, target, planned, results, wall)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.markdown is not None:
+        args.markdown.write_text(format_markdown(result))
+    _say("")
+    _say(format_text(result))
+    written = [str(p) for p in (args.json, args.markdown) if p is not None]
+    if written:
+        _say(f"\nwritten: {', '.join(written)}")
+    return 1 if result["header"]["failed"] else 0
+
+
+def _compile(jobs, workers, cache, what) -> dict:
+    """compile_all with a progress bar (tqdm, on a terminal) or, without one, a line at every tenth of the work."""
+    from .compile import compile_all
+
+    total = len({job.key for job in jobs})
+    finished = [0]
+    bar_shown = available() and sys.stderr.isatty()
+    started = time.perf_counter()
+    with progress_bar(total, "compiling", enabled=bar_shown, unit="kernel", mininterval=1.0) as bar:
+        def done(job, facts, cached):
+            finished[0] += 1
+            launch, config = what[job.key]
+            bar.update(1)
+            bar.set_postfix_str(f"{launch.kernel} {config_label(config)}")
+            tenth = finished[0] * 10 // total != (finished[0] - 1) * 10 // total
+            if not bar_shown and not cached and total >= 20 and tenth:
+                _say(f"  {finished[0]}/{total} done ({time.perf_counter() - started:.0f} s)")
+
+        return compile_all(jobs, workers, cache, done)
+
+
+def kernel_source() -> dict:
+    """Which kernel sources were compiled: a hash of ``kernels/*.py`` and, in a git checkout, the commit and whether
+    ``kernels/`` differs from it (read without taking git's locks)."""
+    from .. import kernels
+
+    folder = Path(kernels.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    source = {"sha256": digest.hexdigest()[:16], "git": None, "modified": None}
+    try:
+        git = ["git", "--no-optional-locks", "-C", str(folder)]
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=30)
+        status = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True,
+                                timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return source
+    if commit.returncode == 0 and status.returncode == 0:
+        source.update(git=commit.stdout.strip(), modified=bool(status.stdout.strip()))
+    return source
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _report(args, target, planned, results, wall) -> dict:
+    rows, failed, kernel_order, label_order = [], [], {}, {}
+    for launch, _, _ in planned:  # each kernel's launches together, in the order the ops first make them
+        kernel_order.setdefault(launch.kernel, len(kernel_order))
+        label_order.setdefault(launch.label, len(label_order))
+    dtype_order = {d: i for i, d in enumerate(["fp16", "bf16", "fp32", "fp32+tf32"])}
+    keyed = []
+    for index, (launch, config, job) in enumerate(planned):
+        facts = results[job.key]
+        where = {"kernel": launch.label, "config": config_label(config), "dtype": launch.dtype,
+                 "layout": launch.layout}
+        if "error" in facts:
+            failed.append({**where, "error": facts["error"]})
+            continue
+        occ = occupancy(target, facts["registers"], facts["smem_bytes"], facts["num_warps"])
+        row = {**where, "registers": facts["registers"], "spill_bytes": facts["spill_bytes"],
+               "smem_bytes": facts["smem_bytes"], "warps_per_sm": occ.warps_per_sm, "limited_by": occ.limited_by,
+               "mma": facts["mma"], "loads": facts["loads"]}
+        sort_key = (kernel_order[launch.kernel], label_order[launch.label], dtype_order.get(launch.dtype, 9),
+                    args.layouts.index(launch.layout), index)
+        keyed.append((sort_key, row))
+    rows = [row for _, row in sorted(keyed, key=lambda item: item[0])]
+
+    per_kernel: dict[str, dict] = {}
+    seen = set()
+    for launch, _, job in planned:
+        if job.key in seen or "seconds" not in results[job.key]:
+            continue
+        seen.add(job.key)
+        entry = per_kernel.setdefault(launch.kernel, {"compiles": 0, "seconds": 0.0, "slowest": 0.0})
+        seconds = results[job.key]["seconds"]
+        entry["compiles"] += 1
+        entry["seconds"] = round(entry["seconds"] + seconds, 2)
+        entry["slowest"] = max(entry["slowest"], seconds)
+    block_args, size = GOOGLENET_BLOCKS[args.block]
+    header = {
+        "target": f"{target.name} ({target.gpus})",
+        "triton": _version("triton"),
+        "torch": _version("torch"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "problem": f"GoogLeNet block {args.block}, Inception{block_args}, input {args.batch}x{block_args[0]}x{size}x"
+                   f"{size} (N x C x H x W)",
+        "shape": {"block": args.block, "block_args": block_args, "batch": args.batch, "height": size, "width": size},
+        "note": NOTE,
+        "command": command_line(args),
+        "kernels": kernel_source(),
+        "scope_note": scope_note(args),
+        "compiles": {"unique": len(seen), "cached": sum(1 for k in {j.key for _, _, j in planned}
+                                                        if results[k].get("cached")),
+                     "jobs": args.jobs, "wall_seconds": round(wall, 1),
+                     "compile_seconds": round(sum(v["seconds"] for v in per_kernel.values()), 1),
+                     "seconds_per_kernel": per_kernel},
+        "limits": {k: v for k, v in vars(target).items()},
+        "failed": failed,
+    }
+    return {"header": header, "rows": rows}
+
