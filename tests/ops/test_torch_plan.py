@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from fastinception import FastInception, Inception
+from fastinception.ops.torch_plan import fuse_stem
 
 from helpers import check_against_float64, googlenet_cases, make_input, random_cases, seeded_pair
 
@@ -31,6 +32,16 @@ def test_other_odd_kernel_sizes(k):
     ref = Inception(*args, k2=k, k3=k)
     fast = FastInception.from_module(ref, backend="torch")
     check_against_float64(fast, ref, make_input((2, 5, 9, 8), "nchw", seed=k), "nchw")
+
+
+@pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
+@pytest.mark.parametrize("shape, fused", [((3, 16, 5, 4), True), ((1, 16, 3, 2), False)], ids=["fused", "separate"])
+def test_both_stem_plans_match_reference(shape, fused, fmt):
+    # 4 + 8 + 2 = 14 stem channels: one convolution for 60 pixels, three for 6 (on a CPU, ``fuse_stem``)
+    fast, ref = _pair((16, 4, (8, 12), (2, 6), 5), 3, 5, torch.float32, seed=shape[0])
+    x = make_input(shape, fmt, seed=shape[2])
+    assert fuse_stem(x, fast.spec) == fused
+    check_against_float64(fast, ref, x, fmt)
 
 
 def test_same_seed_gives_same_initialisation():
