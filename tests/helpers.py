@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gzip
 import os
 import random
@@ -32,7 +33,7 @@ __all__ = [
     "check_against_float64", "conv_ref", "googlenet_cases", "layout_id", "make_input", "make_weight", "poisoned",
     "random_cases", "randn", "record_launches", "rel_error", "seeded_cases", "seeded_pair", "stem_ref", "idx_bytes",
     "write", "write_fashion_mnist", "shuffled_programs", "tf32_tol", "BasicConv2d", "TVInception", "TVGoogLeNet",
-    "randomise_batchnorms", "small_block",
+    "randomise_batchnorms", "small_block", "HAND_WRITTEN", "hand_written_weights",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -439,6 +440,153 @@ def record_launches():
             torch.cuda.synchronize()
         log.launches = sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
     log.ops = recorder.ops
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# hand-written copies of the later block types: each one's conv shapes as its source's __init__ states them, and its
+# forward as its source writes it, on (weight, bias) pairs with BatchNorm folded. Written from the sources, not from
+# fastinception.programs, so that a wrong program fails against them.
+
+def _c(x, p, stride=1, padding=0):
+    return F.relu(F.conv2d(x, p[0], p[1], stride=stride, padding=padding))
+
+
+class HandWritten:
+    """``shapes(cin, *args)``: the (out, in, kh, kw) of every conv in definition order; ``forward(x, ps)``."""
+
+    def __init__(self, shapes, forward):
+        self.shapes, self.forward = shapes, forward
+
+
+def _tv_a_shapes(cin, pool_features):
+    return [(64, cin, 1, 1), (48, cin, 1, 1), (64, 48, 5, 5), (64, cin, 1, 1), (96, 64, 3, 3), (96, 96, 3, 3),
+            (pool_features, cin, 1, 1)]
+
+
+def _tv_a_forward(count_include_pad):
+    def forward(x, p):
+        b1 = _c(x, p[0])
+        b5 = _c(_c(x, p[1]), p[2], padding=2)
+        b3 = _c(_c(_c(x, p[3]), p[4], padding=1), p[5], padding=1)
+        bp = _c(F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=count_include_pad), p[6])
+        return torch.cat([b1, b5, b3, bp], 1)
+    return forward
+
+
+def _tv_b_forward(x, p):
+    b3 = _c(x, p[0], stride=2)
+    bd = _c(_c(_c(x, p[1]), p[2], padding=1), p[3], stride=2)
+    return torch.cat([b3, bd, F.max_pool2d(x, 3, stride=2)], 1)
+
+
+def _tv_c_shapes(cin, c7):
+    return [(192, cin, 1, 1), (c7, cin, 1, 1), (c7, c7, 1, 7), (192, c7, 7, 1), (c7, cin, 1, 1), (c7, c7, 7, 1),
+            (c7, c7, 1, 7), (c7, c7, 7, 1), (192, c7, 1, 7), (192, cin, 1, 1)]
+
+
+def _tv_c_forward(count_include_pad):
+    def forward(x, p):
+        b1 = _c(x, p[0])
+        b7 = _c(_c(_c(x, p[1]), p[2], padding=(0, 3)), p[3], padding=(3, 0))
+        bd = _c(x, p[4])
+        for q, pad in zip(p[5:9], ((3, 0), (0, 3), (3, 0), (0, 3))):
+            bd = _c(bd, q, padding=pad)
+        bp = _c(F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=count_include_pad), p[9])
+        return torch.cat([b1, b7, bd, bp], 1)
+    return forward
+
+
+def _tv_d_forward(x, p):
+    b3 = _c(_c(x, p[0]), p[1], stride=2)
+    b7 = _c(_c(_c(_c(x, p[2]), p[3], padding=(0, 3)), p[4], padding=(3, 0)), p[5], stride=2)
+    return torch.cat([b3, b7, F.max_pool2d(x, 3, stride=2)], 1)
+
+
+def _tv_e_shapes(cin):
+    return [(320, cin, 1, 1), (384, cin, 1, 1), (384, 384, 1, 3), (384, 384, 3, 1), (448, cin, 1, 1),
+            (384, 448, 3, 3), (384, 384, 1, 3), (384, 384, 3, 1), (192, cin, 1, 1)]
+
+
+def _tv_e_forward(pool):
+    def forward(x, p):
+        b1 = _c(x, p[0])
+        b3 = _c(x, p[1])
+        b3 = torch.cat([_c(b3, p[2], padding=(0, 1)), _c(b3, p[3], padding=(1, 0))], 1)
+        bd = _c(_c(x, p[4]), p[5], padding=1)
+        bd = torch.cat([_c(bd, p[6], padding=(0, 1)), _c(bd, p[7], padding=(1, 0))], 1)
+        return torch.cat([b1, b3, bd, _c(pool(x), p[8])], 1)
+    return forward
+
+
+def _bn_block_shapes(cin, c1, c3, d3, pool_proj):
+    return [(c1, cin, 1, 1), (c3[0], cin, 1, 1), (c3[1], c3[0], 3, 3), (d3[0], cin, 1, 1), (d3[1], d3[0], 3, 3),
+            (d3[1], d3[1], 3, 3), (pool_proj, cin, 1, 1)]
+
+
+def _bn_block_forward(pool):
+    def forward(x, p):
+        b3 = _c(_c(x, p[1]), p[2], padding=1)
+        bd = _c(_c(_c(x, p[3]), p[4], padding=1), p[5], padding=1)
+        return torch.cat([_c(x, p[0]), b3, bd, _c(pool(x), p[6])], 1)
+    return forward
+
+
+def _bn_reduction_forward(x, p):
+    b3 = _c(_c(x, p[0]), p[1], stride=2, padding=1)
+    bd = _c(_c(_c(x, p[2]), p[3], padding=1), p[4], stride=2, padding=1)
+    return torch.cat([b3, bd, F.max_pool2d(x, 3, stride=2, ceil_mode=True)], 1)
+
+
+def _block35_forward(x, p):
+    b0 = _c(x, p[0])
+    b1 = _c(_c(x, p[1]), p[2], padding=1)
+    b2 = _c(_c(_c(x, p[3]), p[4], padding=1), p[5], padding=1)
+    out = F.conv2d(torch.cat([b0, b1, b2], 1), p[6][0], p[6][1])
+    return F.relu(out * 0.17 + x)
+
+
+_avg_exclude = functools.partial(F.avg_pool2d, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+# name -> (hand-written copy, constructor arguments, input side, the program's catalogue entry as (table, key) or a
+# constructor call)
+HAND_WRITTEN = {
+    "tv_A": (HandWritten(_tv_a_shapes, _tv_a_forward(True)), (40, 12), 7),
+    "fid_A": (HandWritten(_tv_a_shapes, _tv_a_forward(False)), (40, 12), 7),
+    "tv_B": (HandWritten(lambda cin: [(384, cin, 3, 3), (64, cin, 1, 1), (96, 64, 3, 3), (96, 96, 3, 3)],
+                         _tv_b_forward), (24,), 9),
+    "tv_C": (HandWritten(_tv_c_shapes, _tv_c_forward(True)), (48, 10), 8),
+    "fid_C": (HandWritten(_tv_c_shapes, _tv_c_forward(False)), (48, 10), 8),
+    "tv_D": (HandWritten(lambda cin: [(192, cin, 1, 1), (320, 192, 3, 3), (192, cin, 1, 1), (192, 192, 1, 7),
+                                      (192, 192, 7, 1), (192, 192, 3, 3)], _tv_d_forward), (32,), 9),
+    "tv_E": (HandWritten(_tv_e_shapes, _tv_e_forward(
+        functools.partial(F.avg_pool2d, kernel_size=3, stride=1, padding=1))), (64,), 5),
+    "fid_E_1": (HandWritten(_tv_e_shapes, _tv_e_forward(_avg_exclude)), (64,), 5),
+    "fid_E_2": (HandWritten(_tv_e_shapes, _tv_e_forward(
+        functools.partial(F.max_pool2d, kernel_size=3, stride=1, padding=1))), (64,), 5),
+    "bn_block": (HandWritten(_bn_block_shapes, _bn_block_forward(
+        functools.partial(F.avg_pool2d, kernel_size=3, stride=1, padding=1, ceil_mode=True))),
+        (24, 8, (6, 10), (5, 7), 4), 7),
+    "bn_block_max": (HandWritten(_bn_block_shapes, _bn_block_forward(
+        functools.partial(F.max_pool2d, kernel_size=3, stride=1, padding=1, ceil_mode=True))),
+        (24, 8, (6, 10), (5, 7), 4), 7),
+    "bn_reduction": (HandWritten(lambda cin, c3, d3: [(c3[0], cin, 1, 1), (c3[1], c3[0], 3, 3), (d3[0], cin, 1, 1),
+                                                      (d3[1], d3[0], 3, 3), (d3[1], d3[1], 3, 3)],
+                                 _bn_reduction_forward), (24, (8, 12), (6, 10)), 8),
+    "resnet_block35": (HandWritten(lambda cin: [(32, cin, 1, 1), (32, cin, 1, 1), (32, 32, 3, 3), (32, cin, 1, 1),
+                                                (48, 32, 3, 3), (64, 48, 3, 3), (cin, 128, 1, 1)],
+                                   _block35_forward), (20,), 6),
+}
+
+
+def hand_written_weights(shapes, dtype=torch.float64, seed=0):
+    """Random (weight, bias) pairs of these shapes, scaled so activations stay of order one through the chains."""
+    gen = torch.Generator().manual_seed(seed)
+    pairs = []
+    for out, cin, kh, kw in shapes:
+        w = torch.randn((out, cin, kh, kw), generator=gen, dtype=torch.float64) / (cin * kh * kw) ** 0.5
+        b = torch.randn((out,), generator=gen, dtype=torch.float64) * 0.5
+        pairs.append((w.to(dtype), b.to(dtype)))
+    return pairs
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""Any block program as a fused plan in plain PyTorch ops: the torch backend of the later block types.
+
+Every branch whose chain starts with a pointwise conv (1x1, stride 1, no padding) reads ``x`` through one
+convolution with the concatenated weights (on a CPU only when that is cheaper: ``fuse_pointwise``); the rest of
+each chain runs op by op in the program's order, so each value is computed as the reference computes it; every
+branch (each conv of a split) is written into its channel slice of one output, with one autograd node for all of
+them (``WriteBranches``). Everything that reads ``x`` runs before the first write into ``out``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..program import BlockProgram, Conv
+from ..program_reference import apply_conv, apply_pool
+from .layout import memory_format_of
+from .torch_plan import WriteBranches
+
+
+def fuse_pointwise(x: torch.Tensor, channels: int) -> bool:
+    """Whether the pointwise convs that read ``x`` (``channels`` outputs in all) run as one convolution: always on a
+    GPU, where it saves launches; on a CPU only when the concatenated weights (copied on every call) are smaller than
+    the reads of ``x`` the fusion saves (see ``torch_plan.fuse_stem``)."""
+    return x.device.type != "cpu" or channels <= x.shape[0] * x.shape[2] * x.shape[3]
+
+
+def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor | None = None,
+                      transformed: bool = False) -> torch.Tensor:
+    """``program`` on ``x`` with ``weights`` (one (weight, bias) per conv in ``conv_slots()`` order), into ``out``
+    (allocated in ``x``'s memory format when None). ``transformed``: under a torch.func transform, which needs
+    plain slice assignments instead of the autograd Function."""
+    program.check_weights(weights)
+    h, w = program.out_size(x.shape[2], x.shape[3])
+    shape = (x.shape[0], program.out_channels, h, w)
+    if out is not None and (tuple(out.shape) != shape or out.dtype != x.dtype or out.device != x.device):
+        # a smaller batch would broadcast into it silently
+        raise ValueError(f"out must be {shape} {x.dtype} on {x.device}, got {tuple(out.shape)} {out.dtype} on "
+                         f"{out.device}")
+    if program.residual is not None:
+        return _run_residual(program, weights, x, out, transformed)
+    if out is None:
+        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    pairs = list(weights)
+    heads = _pointwise_heads(program, pairs, x)
+    pieces, slices = [], []
+    k = 0  # index of the next (weight, bias) pair
+    for i, (branch, branch_slice) in enumerate(zip(program.branches, program.slices)):
+        ops = branch.ops
+        if i in heads:
+            y, ops = heads[i], ops[1:]
+            k += 1
+        else:
+            y = x
+        for op in ops:
+            if isinstance(op, Conv):
+                y = apply_conv(y, op, *pairs[k])
+                k += 1
+            else:
+                y = apply_pool(y, op)
+        if not branch.split:
+            pieces.append(y)
+            slices.append(branch_slice)
+            continue
+        start = branch_slice.start
+        for conv in branch.split:
+            pieces.append(apply_conv(y, conv, *pairs[k]))
+            slices.append(slice(start, start + conv.out_channels))
+            start += conv.out_channels
+            k += 1
+    return _write(out, tuple(slices), pieces, transformed)
+
+
+def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    """branch index -> the output of its first op, for the branches whose first op is a pointwise conv on x."""
+    firsts, k = {}, 0
+    for i, branch in enumerate(program.branches):
+        if branch.ops and isinstance(branch.ops[0], Conv) and branch.ops[0].pointwise:
+            firsts[i] = (branch.ops[0], pairs[k])
+        k += sum(isinstance(op, Conv) for op in branch.ops) + len(branch.split)
+    if not firsts:
+        return {}
+    if len(firsts) == 1 or not fuse_pointwise(x, sum(conv.out_channels for conv, _ in firsts.values())):
+        return {i: apply_conv(x, conv, *pair) for i, (conv, pair) in firsts.items()}
+    weight = torch.cat([pair[0] for _, pair in firsts.values()])
+    bias = torch.cat([pair[1] for _, pair in firsts.values()])
+    y = F.conv2d(x, weight, bias)
+    pieces = y.split([conv.out_channels for conv, _ in firsts.values()], dim=1)
+    return {i: F.relu(p) if conv.relu else p for (i, (conv, _)), p in zip(firsts.items(), pieces)}
+
+
+def _write(out, slices, pieces, transformed):
+    tracked = torch.is_grad_enabled() and (out.requires_grad or any(p.requires_grad for p in pieces))
+    if transformed or torch.jit.is_tracing() or not tracked:
+        for s, piece in zip(slices, pieces):
+            out[:, s] = piece
+        return out
+    return WriteBranches.apply(out, slices, *pieces)
+
+
+def _run_residual(program, weights, x, out, transformed):
+    # the concatenation feeds a conv, so it gets a buffer of its own; the residual sum then goes into out
+    cat = run_program_torch(BlockProgram(program.in_channels, program.branches), tuple(weights)[:-1], x,
+                            transformed=transformed)
+    w, b = tuple(weights)[-1]
+    y = x + program.residual.scale * F.conv2d(cat, w, b)
+    if program.residual.relu:
+        y = F.relu(y)
+    if out is None:
+        return y
+    return _write(out, (slice(0, program.out_channels),), [y], transformed)
+
