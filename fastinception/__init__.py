@@ -4,16 +4,20 @@ from .functional import inception
 from .layer import FastInception
 from .models import GOOGLENET_BLOCKS, googlenet, googlenet_imagenet
 from .params import BlockParams
+from .program import BlockProgram
+from .program_block import ProgramBlock
 from .reference import Inception
 from .spec import InceptionSpec
 
 __all__ = [
     "BlockParams",
+    "BlockProgram",
     "ConversionReport",
     "FastInception",
     "GOOGLENET_BLOCKS",
     "Inception",
     "InceptionSpec",
+    "ProgramBlock",
     "convert",
     "googlenet",
     "googlenet_imagenet",

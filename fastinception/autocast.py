@@ -6,7 +6,7 @@ import torch
 from .params import BlockParams
 
 # Autocast lowers these dtypes and leaves float64 alone, as it does for convolutions.
-_LOWERABLE = (torch.float32, torch.float16, torch.bfloat16)
+LOWERABLE = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
@@ -21,6 +21,6 @@ def cast_for_autocast(x: torch.Tensor, params: BlockParams, dtype: torch.dtype):
     """``x`` and the parameters in ``dtype`` (differentiable casts, so parameter grads keep their own dtype)."""
 
     def cast(t):
-        return t.to(dtype) if t.dtype in _LOWERABLE else t
+        return t.to(dtype) if t.dtype in LOWERABLE else t
 
     return cast(x), BlockParams(*(cast(p) for p in params))

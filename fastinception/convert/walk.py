@@ -1,11 +1,13 @@
-"""Swap Inception blocks inside any model for ``FastInception``, recognised by structure and proven by a probe.
+"""Swap Inception blocks inside any model for fused blocks, recognised by structure and proven by a probe.
 
-Two shapes are recognised: d2l's block (submodules ``p1_1 .. p4_2``, weights copied as they are) and
+Three shapes are recognised: d2l's block (submodules ``p1_1 .. p4_2``, weights copied as they are),
 torchvision's GoogLeNet block (``branch1 .. branch4`` of conv+BatchNorm+ReLU units, BatchNorm folded into the
-convolutions; see ``convert.torchvision``). A module with one of those sets of submodule names is left alone and
-reported with the reason when it differs in anything the fused block cannot reproduce exactly: its structure
-(stride, padding, extra submodules, hooks, parametrizations, ...), weights it shares with the rest of the model
-(``convert.ties``), or what its forward computes on a small input (``convert.probe``).
+convolutions; see ``convert.torchvision``), both made ``FastInception``, and Inception-v3's blocks A-E,
+torchvision's and pytorch-fid's (``convert.inception_v3``: BatchNorm folded, the pool chosen by the probe), made
+``ProgramBlock``. A module with one of those sets of submodule names is left alone and reported with the reason
+when it differs in anything the fused block cannot reproduce exactly: its structure (stride, padding, extra
+submodules, hooks, parametrizations, ...), weights it shares with the rest of the model (``convert.ties``), or
+what its forward computes on a small input (``convert.probe``).
 """
 from __future__ import annotations
 
@@ -13,9 +15,11 @@ from torch import nn
 
 from ..functional import check_backend
 from ..layer import FastInception
-from ..spec import InceptionSpec
+from ..program_block import ProgramBlock
 from ..structure import NotConvertible, d2l_spec_of, looks_like_d2l_inception
-from .probe import probe
+from .inception_v3 import batchnorms_in_training as v3_batchnorms_in_training
+from .inception_v3 import fold_v3_block, v3_block_of, v3_kind
+from .probe import choose_program, probe
 from .report import ConversionReport, ConvertedBlock, SkippedBlock
 from .ties import tied_blocks
 from .torchvision import (
@@ -27,18 +31,21 @@ from .torchvision import (
 
 
 def survey(model: nn.Module) -> list:
-    """Every Inception-like module in ``model``: (qualified name, module, style, spec or NotConvertible).
+    """Every Inception-like module in ``model``: (qualified name, module, style, what was recognised or
+    NotConvertible): an ``InceptionSpec`` for the d2l and torchvision styles, an ``inception_v3.V3Block`` for
+    ``inception_v3``.
 
-    Recognised modules and ``FastInception`` blocks are not searched further.
+    Recognised modules, ``FastInception`` and ``ProgramBlock`` blocks are not searched further.
     """
     found = []
 
     def visit(name: str, module: nn.Module) -> None:
-        if isinstance(module, FastInception):
+        if isinstance(module, (FastInception, ProgramBlock)):
             return
         for style, looks_like, recognise in (
             ("d2l", looks_like_d2l_inception, d2l_spec_of),
             ("torchvision", looks_like_torchvision_inception, lambda m: torchvision_block_of(m).spec),
+            ("inception_v3", lambda m: v3_kind(m) is not None, v3_block_of),
         ):
             if looks_like(module):
                 try:
@@ -60,10 +67,14 @@ def _refuse_training_batchnorm(found: list) -> None:
     """Refuse, before changing anything, to fold BatchNorms that normalise with batch statistics."""
     training = []
     for name, module, style, outcome in found:
-        if style == "torchvision" and isinstance(outcome, InceptionSpec):
+        if isinstance(outcome, NotConvertible) or style == "d2l":
+            continue
+        if style == "torchvision":
             units = batchnorms_in_training(torchvision_block_of(module))
-            if units:
-                training.append(f"{name or '<model>'} ({', '.join(units)})")
+        else:
+            units = v3_batchnorms_in_training(outcome)
+        if units:
+            training.append(f"{name or '<model>'} ({', '.join(units)})")
     if training:
         raise RuntimeError(
             "convert: BatchNorm in training mode in " + "; ".join(training) + ". Folding BatchNorm into the "
@@ -79,8 +90,13 @@ def _build(module: nn.Module, style: str) -> FastInception:
     return fold_torchvision_block(module, backend="torch")
 
 
-def _candidate(module: nn.Module, style: str) -> FastInception | str:
-    """The FastInception for a recognised block, proven by the probe; else the reason it is left alone."""
+def _candidate(module: nn.Module, style: str, outcome, backend: str):
+    """The fused block for a recognised block, proven by the probe; else the reason it is left alone."""
+    if style == "inception_v3":
+        if backend == "triton":
+            return "the triton backend runs GoogLeNet's block only so far (convert with backend='auto' or 'torch')"
+        weight = outcome.units[0].conv.weight
+        return choose_program(module, outcome.candidates, fold_v3_block, weight.dtype, weight.device)
     try:
         fast = _build(module, style)
     except Exception as error:  # a refused block never makes the whole convert raise
@@ -89,13 +105,15 @@ def _candidate(module: nn.Module, style: str) -> FastInception | str:
 
 
 def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
-    """Replace every recognised Inception block in ``model`` by a ``FastInception``, in place.
+    """Replace every recognised Inception block in ``model`` by a fused block, in place.
 
-    d2l-shaped blocks keep their weights, device, dtype and train/eval mode. torchvision-shaped blocks must be
-    in eval mode (their BatchNorm is folded into the convolutions; in training mode this raises
-    ``RuntimeError`` before anything is changed) and become FastInception blocks in eval mode. Each swap is
-    proven first: a float64 copy of the block and the fused block run once on a small seeded input and must
-    agree within the dtype's tolerance. Blocks with hooks, with weights shared with the rest of the model, or
+    d2l-shaped blocks keep their weights, device, dtype and train/eval mode. torchvision-shaped GoogLeNet blocks
+    and Inception-v3 blocks must be in eval mode (their BatchNorm is folded into the convolutions; in training
+    mode this raises ``RuntimeError`` before anything is changed) and become FastInception blocks (GoogLeNet) or
+    ProgramBlock blocks (Inception-v3, on the torch backend: with ``backend="triton"`` they are left alone and
+    reported) in eval mode. Each swap is proven first: a float64 copy of the block and the fused block run once on
+    a small seeded input and must agree within the dtype's tolerance (for Inception-v3 blocks, the candidate
+    program that agrees is the one chosen). Blocks with hooks, with weights shared with the rest of the model, or
     whose probe fails are left alone.
 
     Returns ``model`` (or the new block when ``model`` itself is a block, which cannot be replaced in place);
@@ -105,7 +123,7 @@ def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
     check_backend(backend)
     found = survey(model)
     _refuse_training_batchnorm(found)
-    tied = tied_blocks(model, [module for _, module, _, outcome in found if isinstance(outcome, InceptionSpec)])
+    tied = tied_blocks(model, [module for _, module, _, outcome in found if not isinstance(outcome, NotConvertible)])
     converted, skipped, outcomes, swaps = [], [], {}, []
     # Build and prove every replacement before swapping any, so a failure leaves the model as it was.
     for name, module, style, outcome in found:
@@ -114,14 +132,14 @@ def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
             continue
         # A block reachable under two names becomes one FastInception, so weights stay shared.
         if id(module) not in outcomes:
-            outcomes[id(module)] = tied.get(id(module)) or _candidate(module, style)
+            outcomes[id(module)] = tied.get(id(module)) or _candidate(module, style, outcome, backend)
         fast = outcomes[id(module)]
         if isinstance(fast, str):
             skipped.append(SkippedBlock(name, style, fast))
             continue
         fast.backend = backend
         swaps.append((name, fast))
-        converted.append(ConvertedBlock(name, style, outcome))
+        converted.append(ConvertedBlock(name, style, fast.program if isinstance(fast, ProgramBlock) else outcome))
     for name, block in swaps:
         if name:
             parent_name, _, attr = name.rpartition(".")

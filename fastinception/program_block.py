@@ -1,0 +1,86 @@
+"""``ProgramBlock``: any block program with its weights, as an ``nn.Module`` on the fused PyTorch plan.
+
+What ``convert()`` puts in place of an Inception-v3, FID or BN-Inception block (BatchNorm folded into the convs).
+The Triton kernels cover GoogLeNet's block only so far, so this module runs the ``torch`` backend on every device
+(``"auto"`` chooses it) and refuses ``"triton"`` with an error rather than running something else.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .autocast import LOWERABLE, autocast_dtype
+from .functional import check_backend
+from .ops.program_plan import run_program_torch
+from .program import BlockProgram
+from .validation import check_transforms
+
+
+class ProgramBlock(nn.Module):
+    """``program`` with one ``nn.Conv2d`` (with bias) per conv slot in ``convs``, in ``conv_slots()`` order.
+
+    ``forward(x, out=None)``: ``x`` (N, in_channels, H, W) in the parameters' dtype and device; the result (or
+    ``out``, which receives it) in ``x``'s memory format. Under ``torch.autocast`` it computes in the autocast
+    dtype, as ``nn.Conv2d`` does.
+    """
+
+    def __init__(self, program: BlockProgram, *, backend: str = "auto", device=None, dtype=None):
+        super().__init__()
+        if not isinstance(program, BlockProgram):
+            raise TypeError(f"program must be a BlockProgram, got {type(program).__name__}")
+        self.program = program
+        self.convs = nn.ModuleList(
+            nn.Conv2d(s.in_channels, s.conv.out_channels, s.conv.kernel, s.conv.stride, s.conv.padding,
+                      device=device, dtype=dtype)
+            for s in program.conv_slots()
+        )
+        self.backend = backend
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        check_backend(name)
+        if name == "triton":
+            raise ValueError(f"{self.program.name or 'this block'}: the triton backend runs GoogLeNet's block only "
+                             f"so far; use backend='torch' (or 'auto') for this block type")
+        self._backend = name
+
+    @classmethod
+    def from_weights(cls, program: BlockProgram, weights, *, backend: str = "auto") -> ProgramBlock:
+        """A block holding copies of ``weights`` (one (weight, bias) per conv slot), in their dtype and device."""
+        program.check_weights(weights)
+        weights = tuple(weights)
+        block = cls(program, backend=backend, device=weights[0][0].device, dtype=weights[0][0].dtype)
+        with torch.no_grad():
+            for conv, (w, b) in zip(block.convs, weights):
+                conv.weight.copy_(w)
+                conv.bias.copy_(b)
+        return block
+
+    def weights(self) -> tuple:
+        return tuple((c.weight, c.bias) for c in self.convs)
+
+    def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        weights = self.weights()
+        w0 = weights[0][0]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.program.in_channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected an (N, {self.program.in_channels}, H, W) tensor, got {shape}")
+        if x.device != w0.device:
+            raise ValueError(f"x is on {x.device}, the block's parameters on {w0.device}")
+        transformed = check_transforms(x, [t for pair in weights for t in pair], "torch")
+        dtype = autocast_dtype(x)
+        if dtype is not None and x.dtype in LOWERABLE:
+            with torch.autocast(x.device.type, enabled=False):
+                weights = [tuple(t.to(dtype) if t.dtype in LOWERABLE else t for t in pair) for pair in weights]
+                return run_program_torch(self.program, weights, x.to(dtype), out=out, transformed=transformed)
+        if x.dtype != w0.dtype:
+            raise TypeError(f"x is {x.dtype}, the block's parameters {w0.dtype}")
+        return run_program_torch(self.program, weights, x, out=out, transformed=transformed)
+
+    def extra_repr(self) -> str:
+        p = self.program
+        return f"{p.name or 'program'}: {p.in_channels} -> {p.out_channels} channels, backend={self.backend!r}"
