@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..program import BlockProgram, Conv
 from ..program_reference import apply_conv, apply_pool
 from .layout import memory_format_of
-from .torch_plan import WriteBranches
+from .torch_plan import write_branches
 
 
 def fuse_pointwise(x: torch.Tensor, channels: int) -> bool:
@@ -67,7 +67,7 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
             slices.append(slice(start, start + conv.out_channels))
             start += conv.out_channels
             k += 1
-    return _write(out, tuple(slices), pieces, transformed)
+    return write_branches(out, tuple(slices), pieces, transformed)
 
 
 def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor) -> dict[int, torch.Tensor]:
@@ -88,15 +88,6 @@ def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor) -> dict[int,
     return {i: F.relu(p) if conv.relu else p for (i, (conv, _)), p in zip(firsts.items(), pieces)}
 
 
-def _write(out, slices, pieces, transformed):
-    tracked = torch.is_grad_enabled() and (out.requires_grad or any(p.requires_grad for p in pieces))
-    if transformed or torch.jit.is_tracing() or not tracked:
-        for s, piece in zip(slices, pieces):
-            out[:, s] = piece
-        return out
-    return WriteBranches.apply(out, slices, *pieces)
-
-
 def _run_residual(program, weights, x, out, transformed):
     # the concatenation feeds a conv, so it gets a buffer of its own; the residual sum then goes into out
     cat = run_program_torch(BlockProgram(program.in_channels, program.branches), tuple(weights)[:-1], x,
@@ -107,5 +98,5 @@ def _run_residual(program, weights, x, out, transformed):
         y = F.relu(y)
     if out is None:
         return y
-    return _write(out, (slice(0, program.out_channels),), [y], transformed)
+    return write_branches(out, (slice(0, program.out_channels),), [y], transformed)
 

@@ -66,10 +66,15 @@ def inception_torch(x: torch.Tensor, p: BlockParams, spec: InceptionSpec, out: t
         F.conv2d(t3, p.w3b, p.b3b, padding=spec.k3 // 2).relu_(),
         pooled,
     )
-    slices = (spec.p1, spec.p2, spec.p3, spec.p4)
+    return write_branches(out, (spec.p1, spec.p2, spec.p3, spec.p4), branches, transformed)
+
+
+def write_branches(out: torch.Tensor, slices, branches, transformed: bool) -> torch.Tensor:
+    """Each of ``branches`` into its channel slice of ``out``: under one ``WriteBranches`` node when autograd
+    records, as slice assignments when it does not or cannot (``transformed``: a torch.func transform)."""
     tracked = torch.is_grad_enabled() and (out.requires_grad or any(b.requires_grad for b in branches))
     if transformed or torch.jit.is_tracing() or not tracked:
         for s, branch in zip(slices, branches):
             out[:, s] = branch
         return out
-    return WriteBranches.apply(out, slices, *branches)
+    return WriteBranches.apply(out, tuple(slices), *branches)
