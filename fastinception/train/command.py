@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import time
-import warnings
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from torch import nn
 
 from ..cli import charts
 from ..cli.arguments import non_negative_int, positive_float32, positive_int, seed, thread_count
+from ..cli.devices import parse_device
 from ..cli.errors import UsageError, prepare_out, report, too_large
 from ..cli.progress import progress_bar
 from ..models import googlenet
@@ -192,42 +192,6 @@ def _load(args) -> tuple[str, ImageSet, ImageSet]:
     return name, train_set, test_set
 
 
-def _first_sentence(error: BaseException) -> str:
-    # PyTorch appends pages of backend lists and hints after the first sentence.
-    return str(error).strip().split(". ")[0].splitlines()[0] if str(error).strip() else type(error).__name__
-
-
-def _device(text: str | None) -> torch.device:
-    if text is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        with warnings.catch_warnings():  # 'mkldnn' and the like parse with a deprecation warning, then fail below
-            warnings.simplefilter("ignore")
-            device = torch.device(text)
-    except RuntimeError as e:
-        raise UsageError(f"--device {text!r}: not a torch device ({_first_sentence(e)})") from None
-    if device.type == "meta":
-        raise UsageError(f"device {text!r} asked for, but meta tensors hold no data (shapes only); train on cpu or "
-                         "cuda")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            why = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-            raise ValueError(f"device {text!r} asked for, but {why}; the only device here is cpu")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            present = ", ".join(f"cuda:{i}" for i in range(count))
-            raise ValueError(f"device {text!r} asked for, but this machine has {count} CUDA device(s): {present}")
-    elif device.type != "cpu":
-        # Other backends (mps, xpu, ...) have no common availability check: compute something and read it back.
-        try:
-            usable = torch.ones(1, device=device).add(1).cpu().item() == 2
-        except Exception as e:  # RuntimeError, AssertionError, ImportError (torch.hpu, ...), whatever the backend
-            raise UsageError(f"device {text!r} asked for, but it cannot be used here ({_first_sentence(e)})") from None
-        if not usable:
-            raise UsageError(f"device {text!r} asked for, but 1 + 1 came back wrong from it")
-    return device
-
-
 def _save(args, data_name: str, train_set: ImageSet, test_set: ImageSet, device, results: list) -> list[str]:
     """Write train.json and, with matplotlib, train.png; returns the paths written."""
     os.makedirs(args.out, exist_ok=True)
@@ -269,7 +233,7 @@ def _save(args, data_name: str, train_set: ImageSet, test_set: ImageSet, device,
 
 def run(args: argparse.Namespace) -> int:
     try:
-        device = _device(args.device)
+        device = parse_device(args.device, "train")
         data_name, train_set, test_set = _load(args)
         prepare_out(args.out, ("train.json", "train.png"))
     except (UsageError, OSError, DataError, ImportError, ValueError, RuntimeError) as e:
