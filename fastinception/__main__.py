@@ -8,6 +8,7 @@ import sys
 # chosen below, after parsing, and only for the commands that run kernels.
 from .bench import check as check_command
 from .bench import command as bench_command
+from .fid import command as fid_command
 from .inspect import command as inspect_command
 from .kernels.common import use_interpreter_without_cuda
 from .train import command as train_command
@@ -19,6 +20,8 @@ COMMANDS = {
     "bench": (bench_command, "time FastInception against eager PyTorch and torch.compile; tables, JSON and charts",
               True),
     "train": (train_command, "train GoogLeNet on real data (scikit-learn digits, or Fashion-MNIST with --data)", True),
+    "fid": (fid_command, "the FID of two image folders or .npz statistics, as pytorch-fid computes it, on the fused "
+            "Inception-v3 feature network (pytorch-fid's weights file needed)", False),
     "inspect": (inspect_command, "compile every Triton kernel for a GPU target offline and report registers, spills, "
                 "shared memory, occupancy and the instructions used (static facts, no GPU needed)", False),
 }

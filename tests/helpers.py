@@ -24,7 +24,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
+from fastinception.convert.inception_v3 import LAYOUTS
+from fastinception.fid.weights import BLOCK_KINDS, STEM
 from fastinception.kernels.common import interpreting
+from fastinception.programs import FID_INCEPTION_BLOCKS
 from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "write", "write_fashion_mnist", "shuffled_programs", "tf32_tol", "BasicConv2d", "TVInception", "TVGoogLeNet",
     "randomise_batchnorms", "small_block", "HAND_WRITTEN", "hand_written_weights",
     "TVInceptionA", "TVInceptionB", "TVInceptionC", "TVInceptionD", "TVInceptionE", "tv_inception_v3_blocks",
+    "fid_state_dict", "write_image_folder",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -438,6 +442,43 @@ def tv_inception_v3_blocks(fid: bool = False, in_channels: int = 16) -> nn.Seque
     )
     randomise_batchnorms(model, seed=6)
     return model.eval()
+
+
+def fid_state_dict(seed: int = 0) -> dict:
+    """A state_dict in the layout of pytorch-fid's weights file (torchvision's Inception3, 1008 classes) with random
+    weights and BatchNorm statistics far from the defaults."""
+    gen = torch.Generator().manual_seed(seed)
+    shapes = {name: (out, cin, k, k) for name, (out, cin, k, _, _) in STEM.items()}
+    for block, kind in BLOCK_KINDS.items():
+        slots = FID_INCEPTION_BLOCKS[block][0].conv_slots()
+        shapes.update({f"{block}.{unit}": s.weight_shape for unit, s in zip(LAYOUTS[kind][0], slots)})
+    state = {}
+    for name, shape in shapes.items():
+        fan_in = shape[1] * shape[2] * shape[3]
+        c = shape[0]
+        state[f"{name}.conv.weight"] = torch.randn(shape, generator=gen) * (2 / fan_in) ** 0.5
+        state[f"{name}.bn.weight"] = torch.rand(c, generator=gen) + 0.5
+        state[f"{name}.bn.bias"] = torch.randn(c, generator=gen) * 0.2
+        state[f"{name}.bn.running_mean"] = torch.randn(c, generator=gen) * 0.2
+        state[f"{name}.bn.running_var"] = torch.rand(c, generator=gen) + 0.5
+        state[f"{name}.bn.num_batches_tracked"] = torch.tensor(0)
+    state["fc.weight"] = torch.randn(1008, 2048, generator=gen) * 0.02
+    state["fc.bias"] = torch.zeros(1008)
+    return state
+
+
+def write_image_folder(folder, count: int, seed: int, size=(32, 40), shift: float = 0.0) -> list:
+    """``count`` random RGB PNG images (noise plus ``shift`` of brightness) in ``folder``; returns their paths."""
+    from PIL import Image  # the [fid] extra's: only the fid tests write images
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        pixels = np.clip(rng.normal(127 + shift, 60, size=(*size, 3)), 0, 255).astype(np.uint8)
+        paths.append(folder / f"{i:04d}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    return paths
 
 
 def randomise_batchnorms(model: nn.Module, seed: int) -> None:

@@ -21,19 +21,20 @@ def check_foldable(bn: nn.Module, channels: int, where: str) -> None:
 
 
 def fold_batchnorm(conv: nn.Conv2d, bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weight and bias of one convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode.
+    """Weight and bias of one convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode (``fold``)."""
+    return fold(conv.weight, conv.bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
 
-    w' = w * s and b' = beta + (b - mean) * s with s = gamma / sqrt(var + eps) (b = 0 when the conv has no
-    bias). Computed in float64 so the only rounding is the final cast to the conv's dtype.
-    """
-    work = torch.float64 if conv.weight.device.type != "mps" else torch.float32  # MPS has no float64
+
+def fold(weight, bias, gamma, beta, mean, var, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """w' = w * s and b' = beta + (b - mean) * s with s = gamma / sqrt(var + eps) (``bias``, ``gamma`` and ``beta``
+    may be None: 0, 1 and 0). Computed in float64 so the only rounding is the final cast to the weight's dtype."""
+    work = torch.float64 if weight.device.type != "mps" else torch.float32  # MPS has no float64
     with torch.no_grad():
-        w = conv.weight.to(work)
-        b = conv.bias.to(work) if conv.bias is not None else torch.zeros(w.shape[0], dtype=work, device=w.device)
-        gamma = bn.weight.to(work) if bn.weight is not None else torch.ones_like(b)
-        beta = bn.bias.to(work) if bn.bias is not None else torch.zeros_like(b)
-        scale = gamma / torch.sqrt(bn.running_var.to(work) + bn.eps)
-        weight = w * scale.reshape(-1, 1, 1, 1)
-        bias = beta + (b - bn.running_mean.to(work)) * scale
-    dtype = conv.weight.dtype
-    return weight.to(dtype), bias.to(dtype)
+        w = weight.to(work)
+        b = bias.to(work) if bias is not None else torch.zeros(w.shape[0], dtype=work, device=w.device)
+        g = gamma.to(work) if gamma is not None else torch.ones_like(b)
+        beta = beta.to(work) if beta is not None else torch.zeros_like(b)
+        scale = g / torch.sqrt(var.to(work) + eps)
+        folded_w = w * scale.reshape(-1, 1, 1, 1)
+        folded_b = beta + (b - mean.to(work)) * scale
+    return folded_w.to(weight.dtype), folded_b.to(weight.dtype)

@@ -1,5 +1,5 @@
 """The package's imports run one way: no module imports itself back through others, and the library never imports
-the commands (bench/, train/, inspect/, cli/) or anything above the kernels from inside kernels/."""
+the commands (bench/, train/, inspect/, fid/, cli/) or anything above the kernels from inside kernels/."""
 import ast
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import fastinception
 
 ROOT = Path(fastinception.__file__).parent
 KERNELS = ROOT / "kernels" if (ROOT / "kernels").is_dir() else ROOT.parent / "kernels"
-COMMANDS = ("fastinception.bench", "fastinception.train", "fastinception.inspect", "fastinception.cli",
-            "fastinception.__main__")
+COMMANDS = ("fastinception.bench", "fastinception.train", "fastinception.inspect", "fastinception.fid",
+            "fastinception.cli", "fastinception.__main__")
 
 
 def _module_name(path: Path) -> str:

@@ -1,0 +1,83 @@
+"""The FID feature extractor (pytorch-fid's ``InceptionV3`` graph) on fused blocks.
+
+torchvision's Inception-v3 stem, the FID network's eleven Inception blocks as ``ProgramBlock`` (their pools as
+pytorch-fid patches them: averages without the padding in A, C and the first E, a max in the last E), BatchNorm
+folded into every conv. Preprocessing as pytorch-fid's: float images in [0, 1], bilinear resize to 299x299
+(align_corners=False), then 2x - 1. Feature taps as pytorch-fid defines them: 64 (after the first max-pool), 192
+(after the second), 768 (after Mixed_6e) and 2048 (after the global average pool), each averaged over its pixels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..convert.inception_v3 import LAYOUTS
+from ..program_block import ProgramBlock
+from ..programs import FID_INCEPTION_BLOCKS
+from .weights import BLOCK_KINDS, STEM, folded_units, read_state_dict
+
+DIMS = (64, 192, 768, 2048)
+INPUT_SIZE = 299
+
+
+class FIDInceptionV3(nn.Module):
+    """pytorch-fid's feature network with BatchNorm folded; ``features(images, dims)`` -> (N, dims) float32."""
+
+    def __init__(self, units: dict):
+        super().__init__()
+        for name, (out, cin, k, stride, padding) in STEM.items():
+            conv = nn.Conv2d(cin, out, k, stride, padding)
+            with torch.no_grad():
+                conv.weight.copy_(units[name][0])
+                conv.bias.copy_(units[name][1])
+            self.add_module(name, conv)
+        for block, kind in BLOCK_KINDS.items():
+            program = FID_INCEPTION_BLOCKS[block][0]
+            pairs = [units[f"{block}.{unit}"] for unit in LAYOUTS[kind][0]]
+            self.add_module(block, ProgramBlock.from_weights(program, pairs, backend="torch"))
+        self.eval()
+
+    @classmethod
+    def from_file(cls, path) -> FIDInceptionV3:
+        """From pytorch-fid's weights file (``weights.FILE_NAME``) at ``path``."""
+        return cls(folded_units(read_state_dict(path), str(path)))
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> FIDInceptionV3:
+        return cls(folded_units(state))
+
+    def _stem_conv(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(getattr(self, name)(x))
+
+    def taps(self, images: torch.Tensor, dims: int = 2048) -> torch.Tensor:
+        """The network's output at the tap of ``dims`` features, before pixel averaging: (N, dims, h, w)."""
+        if dims not in DIMS:
+            raise ValueError(f"dims must be one of {DIMS}, got {dims!r}")
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected (N, 3, H, W) images, got {tuple(images.shape)}")
+        x = F.interpolate(images, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
+        x = 2 * x - 1
+        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"):
+            x = self._stem_conv(name, x)
+        x = F.max_pool2d(x, kernel_size=3, stride=2)
+        if dims == 64:
+            return x
+        x = F.max_pool2d(self._stem_conv("Conv2d_4a_3x3", self._stem_conv("Conv2d_3b_1x1", x)), 3, stride=2)
+        if dims == 192:
+            return x
+        for block in list(BLOCK_KINDS)[:8]:
+            x = getattr(self, block)(x)
+        if dims == 768:
+            return x
+        for block in list(BLOCK_KINDS)[8:]:
+            x = getattr(self, block)(x)
+        return x
+
+    def features(self, images: torch.Tensor, dims: int = 2048) -> torch.Tensor:
+        """(N, dims) features of images in [0, 1], averaged over pixels as pytorch-fid averages them."""
+        return F.adaptive_avg_pool2d(self.taps(images, dims), output_size=(1, 1)).flatten(1)
+
+    def forward(self, images: torch.Tensor, dims: int = 2048) -> torch.Tensor:
+        return self.features(images, dims)
+
