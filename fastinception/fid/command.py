@@ -6,11 +6,13 @@ import argparse
 import os
 import pathlib
 
+import torch
+
 from ..cli.arguments import non_negative_int, positive_int
 from ..cli.devices import parse_device
 from ..cli.errors import UsageError, report, too_large
 from ..cli.progress import progress_bar
-from .extract import folder_statistics
+from .extract import folder_statistics, process_group
 from .images import EXTENSIONS, image_files
 from .network import DIMS, FIDInceptionV3
 from .stats import frechet_distance, load_stats, save_stats
@@ -53,20 +55,45 @@ def _check_path(text: str) -> pathlib.Path:
     return path
 
 
-def _statistics(path: pathlib.Path, model, args, device):
+def _statistics(path: pathlib.Path, model, args, device, lead: bool):
     if path.suffix == ".npz" and path.is_file():
         return load_stats(path)
     files = image_files(path)
-    with progress_bar(len(files), str(path)) as bar:
+    with progress_bar(len(files), str(path), enabled=lead) as bar:
         mu, sigma, rate = folder_statistics(files, model, dims=args.dims, batch_size=args.batch_size, device=device,
                                             num_workers=args.num_workers, progress=bar)
-    print(f"{path}: {len(files)} images, {rate:.1f} images/s")
+    if lead:
+        print(f"{path}: {len(files)} images, {rate:.1f} images/s")
     return mu, sigma
 
 
+def _join_processes(device: torch.device) -> tuple[torch.device, bool]:
+    """Under torchrun (WORLD_SIZE > 1), join the default process group (NCCL on CUDA, gloo on the CPU) and take
+    this process's GPU; returns the device and whether this process joined (and must leave)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return device, False
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, True
+
+
 def run(args: argparse.Namespace) -> int:
+    joined = False
     try:
-        device = parse_device(args.device, "fid")
+        device, joined = _join_processes(parse_device(args.device, "fid"))
+        return _run(args, device)
+    except (UsageError, WeightsError, ImportError, ValueError, OSError) as e:
+        return report(e)
+    finally:
+        if joined:
+            torch.distributed.destroy_process_group()
+
+
+def _run(args: argparse.Namespace, device: torch.device) -> int:
+    lead = process_group()[0] == 0  # the process that prints and writes
+    try:
         if args.num_workers is None:
             args.num_workers = min(8, os.cpu_count() or 1)
         if args.save_stats:
@@ -79,14 +106,14 @@ def run(args: argparse.Namespace) -> int:
         model = None
         if any(not (p.suffix == ".npz" and p.is_file()) for p in paths):
             model = FIDInceptionV3.from_file(_weights_path(args.weights)).to(device)
-        stats = [_statistics(p, model, args, device) for p in paths]
+        stats = [_statistics(p, model, args, device, lead) for p in paths]
+        if not lead:
+            return 0
         if args.save_stats:
             save_stats(target, *stats[0])
             print(f"saved the statistics of {paths[0]} to {target}")
             return 0
         print("FID: ", frechet_distance(*stats[0], *stats[1]))
-    except (UsageError, WeightsError, ImportError, ValueError, OSError) as e:
-        return report(e)
     except (RuntimeError, MemoryError) as e:
         if (reason := too_large(e, device)) is None:
             raise

@@ -31,6 +31,16 @@ class RunningStats:
         self.sum += other.sum
         self.outer += other.outer
 
+    def all_reduce(self) -> None:
+        """Sum the statistics of every process of the default process group into each (float64 all the way)."""
+        dist = torch.distributed
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        count = torch.tensor([float(self.count)], dtype=torch.float64, device=device)
+        total, outer = self.sum.to(device), self.outer.to(device)
+        for t in (count, total, outer):
+            dist.all_reduce(t)
+        self.count, self.sum, self.outer = int(count.item()), total.cpu(), outer.cpu()
+
     def mean_and_covariance(self) -> tuple[np.ndarray, np.ndarray]:
         """(mu, sigma) as numpy float64, sigma with the N - 1 divisor (``np.cov``'s); needs two rows or more."""
         if self.count < 2:
