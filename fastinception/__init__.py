@@ -2,7 +2,7 @@
 from .convert import ConversionReport, convert
 from .functional import inception
 from .layer import FastInception
-from .models import GOOGLENET_BLOCKS, googlenet, googlenet_imagenet
+from .models import GOOGLENET_BLOCKS, InceptionV3, googlenet, googlenet_imagenet, inception_v3
 from .params import BlockParams
 from .program import BlockProgram
 from .program_block import ProgramBlock
@@ -17,10 +17,12 @@ __all__ = [
     "GOOGLENET_BLOCKS",
     "Inception",
     "InceptionSpec",
+    "InceptionV3",
     "ProgramBlock",
     "convert",
     "googlenet",
     "googlenet_imagenet",
     "inception",
+    "inception_v3",
 ]
 __version__ = "0.1.0"

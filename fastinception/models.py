@@ -1,10 +1,14 @@
-"""GoogLeNet as d2l.ai builds it, from reference or fused Inception blocks."""
+"""GoogLeNet as d2l.ai builds it, from reference or fused Inception blocks; Inception-v3 as torchvision builds it,
+from fused blocks."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .layer import FastInception
+from .programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, MAX_3X3
 from .reference import Inception
+from .v3_blocks import ConvBN, FastInceptionA, FastInceptionB, FastInceptionC, FastInceptionD, FastInceptionE
 
 # GoogLeNet's nine blocks: d2l constructor arguments and the spatial size they see on 224x224 ImageNet input.
 GOOGLENET_BLOCKS = {
@@ -53,3 +57,69 @@ def googlenet(num_classes: int = 10, in_channels: int = 1, fast: bool = False, *
 def googlenet_imagenet(fast: bool = False, **block_kwargs) -> nn.Sequential:
     """d2l's GoogLeNet shaped for ImageNet: 3-channel 224x224 input, 1000 classes (the benchmarks' network)."""
     return googlenet(num_classes=1000, in_channels=3, fast=fast, **block_kwargs)
+
+
+class InceptionV3(nn.Module):
+    """torchvision's ``Inception3`` (without the auxiliary classifier) on fused v3 blocks: the same module names and
+    state_dict, so torchvision's weights load (drop their ``AuxLogits.*`` entries), and it trains as torchvision's
+    does (BatchNorm in each conv's epilogue, see ``v3_blocks``).
+
+    ``fid=True`` builds the FID network's blocks instead (pytorch-fid's pools: averages without the padding in A, C
+    and the first E, a max-pool in the last E); pytorch-fid's feature extractor itself is ``fastinception.fid``.
+    ``transform_input`` re-normalises ImageNet-normalised input as torchvision's does for its pretrained weights.
+    """
+
+    def __init__(self, num_classes: int = 1000, *, transform_input: bool = False, dropout: float = 0.5,
+                 fid: bool = False, init_weights: bool = True):
+        super().__init__()
+        avg = AVG_3X3_EXCLUDE_PAD if fid else AVG_3X3
+        self.transform_input = transform_input
+        self.Conv2d_1a_3x3 = ConvBN(3, 32, 3, stride=2)
+        self.Conv2d_2a_3x3 = ConvBN(32, 32, 3)
+        self.Conv2d_2b_3x3 = ConvBN(32, 64, 3, padding=1)
+        self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.Conv2d_3b_1x1 = ConvBN(64, 80, 1)
+        self.Conv2d_4a_3x3 = ConvBN(80, 192, 3)
+        self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.Mixed_5b = FastInceptionA(192, 32, avg)
+        self.Mixed_5c = FastInceptionA(256, 64, avg)
+        self.Mixed_5d = FastInceptionA(288, 64, avg)
+        self.Mixed_6a = FastInceptionB(288)
+        self.Mixed_6b = FastInceptionC(768, 128, avg)
+        self.Mixed_6c = FastInceptionC(768, 160, avg)
+        self.Mixed_6d = FastInceptionC(768, 160, avg)
+        self.Mixed_6e = FastInceptionC(768, 192, avg)
+        self.Mixed_7a = FastInceptionD(768)
+        self.Mixed_7b = FastInceptionE(1280, avg)
+        self.Mixed_7c = FastInceptionE(2048, MAX_3X3 if fid else AVG_3X3)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(p=dropout)
+        self.fc = nn.Linear(2048, num_classes)
+        if init_weights:
+            # torchvision's initialisation: truncated normal (std 0.1) convs and classifier, BatchNorm 1 and 0
+            for m in self.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    nn.init.trunc_normal_(m.weight, mean=0.0, std=0.1, a=-2, b=2)
+                elif isinstance(m, nn.BatchNorm2d):
+                    nn.init.constant_(m.weight, 1)
+                    nn.init.constant_(m.bias, 0)
+
+    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
+        # ImageNet normalisation (mean, std per channel) undone, then (x - 0.5) / 0.5, as torchvision does
+        mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        return torch.cat([x[:, c : c + 1] * (std[c] / 0.5) + (mean[c] - 0.5) / 0.5 for c in range(3)], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.transform_input:
+            x = self._transform_input(x)
+        x = self.maxpool1(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))))
+        x = self.maxpool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
+        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                     "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+            x = getattr(self, name)(x)
+        return self.fc(torch.flatten(self.dropout(self.avgpool(x)), 1))
+
+
+def inception_v3(num_classes: int = 1000, **kwargs) -> InceptionV3:
+    """Inception-v3 on fused blocks, torchvision's layout and state_dict (see ``InceptionV3``)."""
+    return InceptionV3(num_classes, **kwargs)

@@ -239,7 +239,8 @@ class BlockProgram:
             yield ConvSlot(len(self.branches), self.concat_channels, Conv(self.in_channels, relu=False))
 
     def check_weights(self, weights) -> None:
-        """ValueError unless ``weights`` holds one (weight, bias) pair per conv slot, of the slot's shapes."""
+        """ValueError unless ``weights`` holds one (weight, bias) pair per conv slot, of the slot's shapes (a bias may
+        be None: no bias)."""
         slots = self.conv_slots()
         weights = tuple(weights)
         if len(weights) != len(slots):
@@ -248,7 +249,8 @@ class BlockProgram:
             if len(pair) != 2:
                 raise ValueError(f"conv {k}: expected a (weight, bias) pair, got {len(pair)} tensors")
             w, b = pair
-            if tuple(w.shape) != slot.weight_shape or tuple(b.shape) != (slot.conv.out_channels,):
+            if tuple(w.shape) != slot.weight_shape or b is not None and tuple(b.shape) != (slot.conv.out_channels,):
+                got = "None" if b is None else tuple(b.shape)
                 raise ValueError(f"conv {k} of {self.name or 'block'} (branch {slot.branch}): expected weight "
-                                 f"{slot.weight_shape} and bias ({slot.conv.out_channels},), got "
-                                 f"{tuple(w.shape)} and {tuple(b.shape)}")
+                                 f"{slot.weight_shape} and bias ({slot.conv.out_channels},) or None, got "
+                                 f"{tuple(w.shape)} and {got}")

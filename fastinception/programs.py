@@ -149,6 +149,19 @@ def inception_v3_e(in_channels, pool=AVG_3X3, name="") -> BlockProgram:
     ), name=name)
 
 
+# The conv+BatchNorm units of each v3 block type, named and ordered as torchvision defines them: the order of each
+# program's conv slots, and of the weights beside it.
+V3_UNIT_NAMES = {
+    "InceptionA": ("branch1x1", "branch5x5_1", "branch5x5_2", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3",
+                   "branch_pool"),
+    "InceptionB": ("branch3x3", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
+    "InceptionC": ("branch1x1", "branch7x7_1", "branch7x7_2", "branch7x7_3", "branch7x7dbl_1", "branch7x7dbl_2",
+                   "branch7x7dbl_3", "branch7x7dbl_4", "branch7x7dbl_5", "branch_pool"),
+    "InceptionD": ("branch3x3_1", "branch3x3_2", "branch7x7x3_1", "branch7x7x3_2", "branch7x7x3_3", "branch7x7x3_4"),
+    "InceptionE": ("branch1x1", "branch3x3_1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_1", "branch3x3dbl_2",
+                   "branch3x3dbl_3a", "branch3x3dbl_3b", "branch_pool"),
+}
+
 # name -> (program, input side) at 299x299 images: torchvision's Inception3 and pytorch-fid's FID network.
 INCEPTION_V3_BLOCKS = {
     "Mixed_5b": (inception_v3_a(192, 32, name="Mixed_5b"), 35),

@@ -24,10 +24,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
-from fastinception.convert.inception_v3 import LAYOUTS
 from fastinception.fid.weights import BLOCK_KINDS, STEM
 from fastinception.kernels.common import interpreting
-from fastinception.programs import FID_INCEPTION_BLOCKS
+from fastinception.programs import FID_INCEPTION_BLOCKS, V3_UNIT_NAMES
 from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
 
 __all__ = [
@@ -451,7 +450,7 @@ def fid_state_dict(seed: int = 0) -> dict:
     shapes = {name: (out, cin, k, k) for name, (out, cin, k, _, _) in STEM.items()}
     for block, kind in BLOCK_KINDS.items():
         slots = FID_INCEPTION_BLOCKS[block][0].conv_slots()
-        shapes.update({f"{block}.{unit}": s.weight_shape for unit, s in zip(LAYOUTS[kind][0], slots)})
+        shapes.update({f"{block}.{unit}": s.weight_shape for unit, s in zip(V3_UNIT_NAMES[kind], slots)})
     state = {}
     for name, shape in shapes.items():
         fan_in = shape[1] * shape[2] * shape[3]

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..program import BlockProgram, Branch, Conv
 from ..program_block import ProgramBlock
-from ..programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, MAX_3X3, MAX_3X3_S2
+from ..programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, MAX_3X3, MAX_3X3_S2, V3_UNIT_NAMES
 from ..structure import NotConvertible, child, no_hooks, one_place, only_children, only_tensors, pair
 from .bn_fold import check_foldable, fold_batchnorm
 
@@ -26,29 +26,12 @@ POOL = "pool"  # the pool branch's pool: one candidate per entry of POOL_CANDIDA
 # kind -> (unit names in definition order, branches: each a chain of unit indices and POOL / pools, then an
 # optional split of unit indices)
 LAYOUTS = {
-    "InceptionA": (
-        ("branch1x1", "branch5x5_1", "branch5x5_2", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3",
-         "branch_pool"),
-        (((0,), ()), ((1, 2), ()), ((3, 4, 5), ()), ((POOL, 6), ())),
-    ),
-    "InceptionB": (
-        ("branch3x3", "branch3x3dbl_1", "branch3x3dbl_2", "branch3x3dbl_3"),
-        (((0,), ()), ((1, 2, 3), ()), ((MAX_3X3_S2,), ())),
-    ),
-    "InceptionC": (
-        ("branch1x1", "branch7x7_1", "branch7x7_2", "branch7x7_3", "branch7x7dbl_1", "branch7x7dbl_2",
-         "branch7x7dbl_3", "branch7x7dbl_4", "branch7x7dbl_5", "branch_pool"),
-        (((0,), ()), ((1, 2, 3), ()), ((4, 5, 6, 7, 8), ()), ((POOL, 9), ())),
-    ),
-    "InceptionD": (
-        ("branch3x3_1", "branch3x3_2", "branch7x7x3_1", "branch7x7x3_2", "branch7x7x3_3", "branch7x7x3_4"),
-        (((0, 1), ()), ((2, 3, 4, 5), ()), ((MAX_3X3_S2,), ())),
-    ),
-    "InceptionE": (
-        ("branch1x1", "branch3x3_1", "branch3x3_2a", "branch3x3_2b", "branch3x3dbl_1", "branch3x3dbl_2",
-         "branch3x3dbl_3a", "branch3x3dbl_3b", "branch_pool"),
-        (((0,), ()), ((1,), (2, 3)), ((4, 5), (6, 7)), ((POOL, 8), ())),
-    ),
+    "InceptionA": (V3_UNIT_NAMES["InceptionA"], (((0,), ()), ((1, 2), ()), ((3, 4, 5), ()), ((POOL, 6), ()))),
+    "InceptionB": (V3_UNIT_NAMES["InceptionB"], (((0,), ()), ((1, 2, 3), ()), ((MAX_3X3_S2,), ()))),
+    "InceptionC": (V3_UNIT_NAMES["InceptionC"],
+                   (((0,), ()), ((1, 2, 3), ()), ((4, 5, 6, 7, 8), ()), ((POOL, 9), ()))),
+    "InceptionD": (V3_UNIT_NAMES["InceptionD"], (((0, 1), ()), ((2, 3, 4, 5), ()), ((MAX_3X3_S2,), ()))),
+    "InceptionE": (V3_UNIT_NAMES["InceptionE"], (((0,), ()), ((1,), (2, 3)), ((4, 5), (6, 7)), ((POOL, 8), ()))),
 }
 
 # The pool branch's candidates, with the name of the block each one makes (torchvision's, pytorch-fid's).

@@ -17,6 +17,7 @@ from ..functional import check_backend
 from ..layer import FastInception
 from ..program_block import ProgramBlock
 from ..structure import NotConvertible, d2l_spec_of, looks_like_d2l_inception
+from ..v3_blocks import FastV3Block
 from .inception_v3 import batchnorms_in_training as v3_batchnorms_in_training
 from .inception_v3 import fold_v3_block, v3_block_of, v3_kind
 from .probe import choose_program, probe
@@ -35,12 +36,13 @@ def survey(model: nn.Module) -> list:
     NotConvertible): an ``InceptionSpec`` for the d2l and torchvision styles, an ``inception_v3.V3Block`` for
     ``inception_v3``.
 
-    Recognised modules, ``FastInception`` and ``ProgramBlock`` blocks are not searched further.
+    Recognised modules and fused blocks (``FastInception``, ``ProgramBlock``, ``FastV3Block``) are not searched
+    further.
     """
     found = []
 
     def visit(name: str, module: nn.Module) -> None:
-        if isinstance(module, (FastInception, ProgramBlock)):
+        if isinstance(module, (FastInception, ProgramBlock, FastV3Block)):
             return
         for style, looks_like, recognise in (
             ("d2l", looks_like_d2l_inception, d2l_spec_of),

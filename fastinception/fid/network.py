@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..convert.inception_v3 import LAYOUTS
 from ..program_block import ProgramBlock
-from ..programs import FID_INCEPTION_BLOCKS
+from ..programs import FID_INCEPTION_BLOCKS, V3_UNIT_NAMES
 from .weights import BLOCK_KINDS, STEM, folded_units, read_state_dict
 
 DIMS = (64, 192, 768, 2048)
@@ -34,7 +33,7 @@ class FIDInceptionV3(nn.Module):
             self.add_module(name, conv)
         for block, kind in BLOCK_KINDS.items():
             program = FID_INCEPTION_BLOCKS[block][0]
-            pairs = [units[f"{block}.{unit}"] for unit in LAYOUTS[kind][0]]
+            pairs = [units[f"{block}.{unit}"] for unit in V3_UNIT_NAMES[kind]]
             self.add_module(block, ProgramBlock.from_weights(program, pairs, backend="torch"))
         self.eval()
 

@@ -13,7 +13,7 @@ import pathlib
 import torch
 
 from ..convert.bn_fold import fold
-from ..convert.inception_v3 import LAYOUTS
+from ..programs import V3_UNIT_NAMES
 
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FILE_NAME
@@ -27,7 +27,7 @@ STEM = {
     "Conv2d_3b_1x1": (80, 64, 1, 1, 0),
     "Conv2d_4a_3x3": (192, 80, 3, 1, 0),
 }
-# The blocks and their types (the unit names of each type: convert.inception_v3.LAYOUTS)
+# The blocks and their types (the unit names of each type: programs.V3_UNIT_NAMES)
 BLOCK_KINDS = {
     "Mixed_5b": "InceptionA", "Mixed_5c": "InceptionA", "Mixed_5d": "InceptionA", "Mixed_6a": "InceptionB",
     "Mixed_6b": "InceptionC", "Mixed_6c": "InceptionC", "Mixed_6d": "InceptionC", "Mixed_6e": "InceptionC",
@@ -48,7 +48,7 @@ def cached_weights() -> pathlib.Path | None:
 def unit_names() -> list[str]:
     """Every conv+BatchNorm unit of the feature network, stem first, blocks in order, each block's units in the
     order of its program's conv slots."""
-    return [*STEM, *(f"{block}.{unit}" for block, kind in BLOCK_KINDS.items() for unit in LAYOUTS[kind][0])]
+    return [*STEM, *(f"{block}.{unit}" for block, kind in BLOCK_KINDS.items() for unit in V3_UNIT_NAMES[kind])]
 
 
 def read_state_dict(path) -> dict:

@@ -25,10 +25,12 @@ def fuse_pointwise(x: torch.Tensor, channels: int) -> bool:
 
 
 def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor | None = None,
-                      transformed: bool = False) -> torch.Tensor:
+                      transformed: bool = False, epilogue=None) -> torch.Tensor:
     """``program`` on ``x`` with ``weights`` (one (weight, bias) per conv in ``conv_slots()`` order), into ``out``
     (allocated in ``x``'s memory format when None). ``transformed``: under a torch.func transform, which needs
-    plain slice assignments instead of the autograd Function."""
+    plain slice assignments instead of the autograd Function. ``epilogue(k, y)``, when given, replaces conv k's
+    activation: it receives the conv's output (bias added, if any) and returns what the chain continues with, as
+    BatchNorm then ReLU for a block whose BatchNorm cannot be folded (training mode)."""
     program.check_weights(weights)
     h, w = program.out_size(x.shape[2], x.shape[3])
     shape = (x.shape[0], program.out_channels, h, w)
@@ -37,11 +39,14 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
         raise ValueError(f"out must be {shape} {x.dtype} on {x.device}, got {tuple(out.shape)} {out.dtype} on "
                          f"{out.device}")
     if program.residual is not None:
+        if epilogue is not None:
+            raise NotImplementedError("an epilogue on a residual program")
         return _run_residual(program, weights, x, out, transformed)
     if out is None:
         out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
     pairs = list(weights)
-    heads = _pointwise_heads(program, pairs, x)
+    conv = _conv_with(epilogue)
+    heads = _pointwise_heads(program, pairs, x, epilogue)
     pieces, slices = [], []
     k = 0  # index of the next (weight, bias) pair
     for i, (branch, branch_slice) in enumerate(zip(program.branches, program.slices)):
@@ -53,7 +58,7 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
             y = x
         for op in ops:
             if isinstance(op, Conv):
-                y = apply_conv(y, op, *pairs[k])
+                y = conv(k, y, op, pairs[k])
                 k += 1
             else:
                 y = apply_pool(y, op)
@@ -62,30 +67,42 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
             slices.append(branch_slice)
             continue
         start = branch_slice.start
-        for conv in branch.split:
-            pieces.append(apply_conv(y, conv, *pairs[k]))
-            slices.append(slice(start, start + conv.out_channels))
-            start += conv.out_channels
+        for split_conv in branch.split:
+            pieces.append(conv(k, y, split_conv, pairs[k]))
+            slices.append(slice(start, start + split_conv.out_channels))
+            start += split_conv.out_channels
             k += 1
     return write_branches(out, tuple(slices), pieces, transformed)
 
 
-def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor) -> dict[int, torch.Tensor]:
+def _conv_with(epilogue):
+    """conv(k, y, op, (weight, bias)): conv k of the program on y, then its ReLU or ``epilogue(k, .)``."""
+    if epilogue is None:
+        return lambda k, y, op, pair: apply_conv(y, op, *pair)
+    return lambda k, y, op, pair: epilogue(k, F.conv2d(y, pair[0], pair[1], stride=op.stride, padding=op.padding))
+
+
+def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor, epilogue) -> dict[int, torch.Tensor]:
     """branch index -> the output of its first op, for the branches whose first op is a pointwise conv on x."""
     firsts, k = {}, 0
     for i, branch in enumerate(program.branches):
         if branch.ops and isinstance(branch.ops[0], Conv) and branch.ops[0].pointwise:
-            firsts[i] = (branch.ops[0], pairs[k])
+            firsts[i] = (k, branch.ops[0], pairs[k])
         k += sum(isinstance(op, Conv) for op in branch.ops) + len(branch.split)
     if not firsts:
         return {}
-    if len(firsts) == 1 or not fuse_pointwise(x, sum(conv.out_channels for conv, _ in firsts.values())):
-        return {i: apply_conv(x, conv, *pair) for i, (conv, pair) in firsts.items()}
-    weight = torch.cat([pair[0] for _, pair in firsts.values()])
-    bias = torch.cat([pair[1] for _, pair in firsts.values()])
+    if len(firsts) == 1 or not fuse_pointwise(x, sum(conv.out_channels for _, conv, _ in firsts.values())):
+        conv = _conv_with(epilogue)
+        return {i: conv(k, x, op, pair) for i, (k, op, pair) in firsts.items()}
+    weight = torch.cat([pair[0] for _, _, pair in firsts.values()])
+    biases = [pair[1] for _, _, pair in firsts.values()]
+    bias = None if all(b is None for b in biases) else torch.cat(
+        [b if b is not None else weight.new_zeros(op.out_channels) for (_, op, _), b in zip(firsts.values(), biases)])
     y = F.conv2d(x, weight, bias)
-    pieces = y.split([conv.out_channels for conv, _ in firsts.values()], dim=1)
-    return {i: F.relu(p) if conv.relu else p for (i, (conv, _)), p in zip(firsts.items(), pieces)}
+    pieces = y.split([op.out_channels for _, op, _ in firsts.values()], dim=1)
+    if epilogue is not None:
+        return {i: epilogue(k, p) for (i, (k, _, _)), p in zip(firsts.items(), pieces)}
+    return {i: F.relu(p) if op.relu else p for (i, (_, op, _)), p in zip(firsts.items(), pieces)}
 
 
 def _run_residual(program, weights, x, out, transformed):

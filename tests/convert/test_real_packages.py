@@ -67,3 +67,28 @@ def test_pytorch_fid_features_are_unchanged_and_its_blocks_recognised(monkeypatc
         got = model(x)[0]
     assert got.shape == (2, 2048, 1, 1)
     assert_close(got, want, torch.float32, "2048-d features")
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_fastinception_inception_v3_loads_torchvisions_weights_and_computes_as_it_does(mode):
+    from fastinception import inception_v3
+
+    torch.manual_seed(5)
+    tv = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
+    randomise_batchnorms(tv, seed=6)
+    ours = inception_v3()
+    assert list(ours.state_dict()) == list(tv.state_dict())
+    ours.load_state_dict(tv.state_dict())
+    getattr(tv, mode)()
+    getattr(ours, mode)()
+    x = make_input((2, 3, 96, 96), seed=7)
+    torch.manual_seed(8)  # the same dropout mask in training mode
+    want = tv(x)
+    torch.manual_seed(8)
+    got = ours(x)
+    assert_close(got, want, torch.float32, f"logits ({mode})")
+    if mode == "train":
+        want.square().sum().backward()
+        got.square().sum().backward()
+        for (name, a), b in zip(tv.named_parameters(), ours.parameters()):
+            assert_close(b.grad, a.grad, torch.float32, f"grad {name}")

@@ -15,8 +15,11 @@ from fastinception.fid import FILE_NAME, load_stats
 
 from helpers import fid_state_dict, write_image_folder
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="needs torch.distributed with gloo")
+pytestmark = [
+    pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                       reason="needs torch.distributed with gloo"),
+    pytest.mark.slow,  # two torchrun launches, about 10 s
+]
 
 
 def _free_port() -> int:

@@ -43,7 +43,8 @@ def _reference(program, weights, x, grad):
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "separate"])
 @pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.float64, marks=pytest.mark.slow)],
+                         ids=["fp32", "fp64"])
 @pytest.mark.parametrize("name", list(CASES))
 def test_program_plan_matches_reference(name, dtype, fmt, fused, monkeypatch):
     monkeypatch.setattr(program_plan, "fuse_pointwise", lambda x, channels: fused)

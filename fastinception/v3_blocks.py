@@ -1,0 +1,112 @@
+"""Inception-v3's blocks as drop-in modules: torchvision's constructors, submodule names and state_dict, computed
+with the fused plan.
+
+Each conv is a conv+BatchNorm unit (``ConvBN``, torchvision's ``BasicConv2d``: conv without bias, BatchNorm with
+eps 0.001, ReLU). The block runs its program (``programs.inception_v3_a`` ...) on the fused PyTorch plan, with each
+unit's BatchNorm and ReLU as the epilogue of its conv: in training mode BatchNorm normalises with the batch's
+statistics and updates its running averages exactly as the unit would, so these blocks train as torchvision's do.
+``pool`` picks the pool branch's pool: torchvision's (``AVG_3X3``) or the FID network's
+(``AVG_3X3_EXCLUDE_PAD``; ``MAX_3X3`` for the last E block).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .autocast import LOWERABLE, autocast_dtype
+from .ops.program_plan import run_program_torch
+from .program import BlockProgram
+from .programs import (
+    AVG_3X3,
+    V3_UNIT_NAMES,
+    inception_v3_a,
+    inception_v3_b,
+    inception_v3_c,
+    inception_v3_d,
+    inception_v3_e,
+)
+from .validation import check_transforms
+
+BN_EPS = 0.001
+
+
+class ConvBN(nn.Module):
+    """torchvision's ``BasicConv2d``: conv without bias, BatchNorm (eps 0.001), ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, *, device=None,
+                 dtype=None):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=False, device=device,
+                              dtype=dtype)
+        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class FastV3Block(nn.Module):
+    """A v3 block: ``program`` with one ``ConvBN`` per conv slot, under torchvision's unit names."""
+
+    def __init__(self, program: BlockProgram, unit_names, *, device=None, dtype=None):
+        super().__init__()
+        self.program = program
+        self._unit_names = tuple(unit_names)
+        for slot, name in zip(program.conv_slots(), self._unit_names, strict=True):
+            conv = slot.conv
+            self.add_module(name, ConvBN(slot.in_channels, conv.out_channels, conv.kernel, conv.stride, conv.padding,
+                                         device=device, dtype=dtype))
+
+    def units(self) -> list[ConvBN]:
+        return [self._modules[name] for name in self._unit_names]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        units = self.units()
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.program.in_channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected an (N, {self.program.in_channels}, H, W) tensor, got {shape}")
+        weights = [u.conv.weight for u in units]
+        transformed = check_transforms(x, weights, "torch")
+        dtype = autocast_dtype(x)
+        if dtype is not None and x.dtype in LOWERABLE:
+            # as autocast runs torchvision's block: convs in the autocast dtype, BatchNorm on what they give
+            weights = [w.to(dtype) if w.dtype in LOWERABLE else w for w in weights]
+            x = x.to(dtype)
+            with torch.autocast(x.device.type, enabled=False):
+                return self._run(x, weights, units, transformed)
+        return self._run(x, weights, units, transformed)
+
+    def _run(self, x, weights, units, transformed):
+        return run_program_torch(self.program, [(w, None) for w in weights], x, transformed=transformed,
+                                 epilogue=lambda k, y: F.relu(units[k].bn(y)))
+
+    def extra_repr(self) -> str:
+        return f"{self.program.name or 'program'}: {self.program.in_channels} -> {self.program.out_channels} channels"
+
+
+class FastInceptionA(FastV3Block):
+    def __init__(self, in_channels: int, pool_features: int, pool=AVG_3X3, **factory):
+        super().__init__(inception_v3_a(in_channels, pool_features, pool, name="InceptionA"),
+                         V3_UNIT_NAMES["InceptionA"], **factory)
+
+
+class FastInceptionB(FastV3Block):
+    def __init__(self, in_channels: int, **factory):
+        super().__init__(inception_v3_b(in_channels, name="InceptionB"), V3_UNIT_NAMES["InceptionB"], **factory)
+
+
+class FastInceptionC(FastV3Block):
+    def __init__(self, in_channels: int, channels_7x7: int, pool=AVG_3X3, **factory):
+        super().__init__(inception_v3_c(in_channels, channels_7x7, pool, name="InceptionC"),
+                         V3_UNIT_NAMES["InceptionC"], **factory)
+
+
+class FastInceptionD(FastV3Block):
+    def __init__(self, in_channels: int, **factory):
+        super().__init__(inception_v3_d(in_channels, name="InceptionD"), V3_UNIT_NAMES["InceptionD"], **factory)
+
+
+class FastInceptionE(FastV3Block):
+    def __init__(self, in_channels: int, pool=AVG_3X3, **factory):
+        super().__init__(inception_v3_e(in_channels, pool, name="InceptionE"), V3_UNIT_NAMES["InceptionE"],
+                         **factory)
