@@ -64,23 +64,32 @@ class ProgramBlock(nn.Module):
         return tuple((c.weight, c.bias) for c in self.convs)
 
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        weights = self.weights()
-        w0 = weights[0][0]
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.program.in_channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected an (N, {self.program.in_channels}, H, W) tensor, got {shape}")
-        if x.device != w0.device:
-            raise ValueError(f"x is on {x.device}, the block's parameters on {w0.device}")
-        transformed = check_transforms(x, [t for pair in weights for t in pair], "torch")
-        dtype = autocast_dtype(x)
-        if dtype is not None and x.dtype in LOWERABLE:
-            with torch.autocast(x.device.type, enabled=False):
-                weights = [tuple(t.to(dtype) if t.dtype in LOWERABLE else t for t in pair) for pair in weights]
-                return run_program_torch(self.program, weights, x.to(dtype), out=out, transformed=transformed)
-        if x.dtype != w0.dtype:
-            raise TypeError(f"x is {x.dtype}, the block's parameters {w0.dtype}")
-        return run_program_torch(self.program, weights, x, out=out, transformed=transformed)
+        return run_checked(self.program, self.weights(), x, out)
 
     def extra_repr(self) -> str:
         p = self.program
         return f"{p.name or 'program'}: {p.in_channels} -> {p.out_channels} channels, backend={self.backend!r}"
+
+
+def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor | None = None,
+                epilogue=None) -> torch.Tensor:
+    """A program module's forward: ``x`` checked against the program and the weights (shape, device, dtype), the
+    torch.func transforms refused or noted, the autocast rule applied (``x`` and the weights in the autocast
+    dtype, as ``nn.Conv2d`` computes), then the fused plan (``run_program_torch``)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != program.in_channels:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"expected an (N, {program.in_channels}, H, W) tensor, got {shape}")
+    w0 = weights[0][0]
+    if x.device != w0.device:
+        raise ValueError(f"x is on {x.device}, the block's parameters on {w0.device}")
+    transformed = check_transforms(x, [t for pair in weights for t in pair if t is not None], "torch")
+    dtype = autocast_dtype(x)
+    if dtype is not None and x.dtype in LOWERABLE:
+        weights = [tuple(t.to(dtype) if t is not None and t.dtype in LOWERABLE else t for t in pair)
+                   for pair in weights]
+        with torch.autocast(x.device.type, enabled=False):
+            return run_program_torch(program, weights, x.to(dtype), out=out, transformed=transformed,
+                                     epilogue=epilogue)
+    if x.dtype != w0.dtype:
+        raise TypeError(f"x is {x.dtype}, the block's parameters {w0.dtype}")
+    return run_program_torch(program, weights, x, out=out, transformed=transformed, epilogue=epilogue)

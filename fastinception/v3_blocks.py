@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .autocast import LOWERABLE, autocast_dtype
-from .ops.program_plan import run_program_torch
 from .program import BlockProgram
+from .program_block import run_checked
 from .programs import (
     AVG_3X3,
     V3_UNIT_NAMES,
@@ -26,7 +25,6 @@ from .programs import (
     inception_v3_d,
     inception_v3_e,
 )
-from .validation import check_transforms
 
 BN_EPS = 0.001
 
@@ -62,23 +60,8 @@ class FastV3Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         units = self.units()
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.program.in_channels:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected an (N, {self.program.in_channels}, H, W) tensor, got {shape}")
-        weights = [u.conv.weight for u in units]
-        transformed = check_transforms(x, weights, "torch")
-        dtype = autocast_dtype(x)
-        if dtype is not None and x.dtype in LOWERABLE:
-            # as autocast runs torchvision's block: convs in the autocast dtype, BatchNorm on what they give
-            weights = [w.to(dtype) if w.dtype in LOWERABLE else w for w in weights]
-            x = x.to(dtype)
-            with torch.autocast(x.device.type, enabled=False):
-                return self._run(x, weights, units, transformed)
-        return self._run(x, weights, units, transformed)
-
-    def _run(self, x, weights, units, transformed):
-        return run_program_torch(self.program, [(w, None) for w in weights], x, transformed=transformed,
-                                 epilogue=lambda k, y: F.relu(units[k].bn(y)))
+        return run_checked(self.program, [(u.conv.weight, None) for u in units], x,
+                           epilogue=lambda k, y: F.relu(units[k].bn(y)))
 
     def extra_repr(self) -> str:
         return f"{self.program.name or 'program'}: {self.program.in_channels} -> {self.program.out_channels} channels"
