@@ -5,6 +5,9 @@ import dataclasses
 import numbers
 from collections.abc import Sequence
 
+from .program import BlockProgram
+from .programs import googlenet_block
+
 
 @dataclasses.dataclass(frozen=True)
 class InceptionSpec:
@@ -70,6 +73,13 @@ class InceptionSpec:
     def p4(self) -> slice:
         start = self.c1 + self.c2b + self.c3b
         return slice(start, start + self.c4)
+
+    @property
+    def program(self) -> BlockProgram:
+        """The block as a block program (``programs.googlenet_block``): the description the later block types share;
+        its conv slots are ``p1_1, p2_1, p2_2, p3_1, p3_2, p4_2`` in this order."""
+        return googlenet_block(self.in_channels, self.c1, (self.c2a, self.c2b), (self.c3a, self.c3b), self.c4,
+                               self.k2, self.k3)
 
     def args(self) -> tuple:
         """The d2l constructor arguments ``(in_channels, c1, (c2a, c2b), (c3a, c3b), c4)``."""

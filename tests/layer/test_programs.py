@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fastinception import Inception
+from fastinception import FastInception, Inception
 from fastinception import programs as P
+from fastinception.ops.program_plan import run_program_torch
 from fastinception.program import BlockProgram, Branch, Conv, Pool, Residual
 from fastinception.program_reference import run_reference
 
@@ -160,3 +161,15 @@ def test_conv_slots_follow_the_sources_definition_order():
     assert [s.weight_shape for s in slots] == HAND_WRITTEN["tv_E"][0].shapes(64)
     assert [s.branch for s in slots] == [0, 1, 1, 1, 2, 2, 2, 2, 3]
     assert P.inception_v3_e(64).slices == (slice(0, 320), slice(320, 1088), slice(1088, 1856), slice(1856, 2048))
+
+
+def test_a_fastinception_spec_is_its_program():
+    # FastInception's own description and the program of the later block types say the same block
+    torch.manual_seed(4)
+    fast = FastInception(12, 4, (6, 8), (3, 5), 7, k2=5, k3=3, backend="torch")
+    assert fast.spec.program == P.googlenet_block(12, 4, (6, 8), (3, 5), 7, k2=5, k3=3)
+    convs = (fast.p1_1, fast.p2_1, fast.p2_2, fast.p3_1, fast.p3_2, fast.p4_2)
+    x = make_input((2, 12, 5, 6), seed=5)
+    with torch.no_grad():
+        got = run_program_torch(fast.spec.program, [(c.weight, c.bias) for c in convs], x)
+        assert_close(got, fast(x), torch.float32, "spec.program")
