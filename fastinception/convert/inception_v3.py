@@ -53,8 +53,8 @@ class V3Block:
 
 
 def v3_kind(module: nn.Module) -> str | None:
-    """The block type whose unit names ``module`` has as submodules (a candidate, reported when it fails); C's and
-    E's names include some of A's, so the type with the most names present wins."""
+    """The block type whose unit names ``module`` has as submodules (a candidate, reported when it fails); a module
+    with the names of two types, which no torchvision block has, is taken as the type with more of them."""
     present = [kind for kind, (names, _) in LAYOUTS.items()
                if all(isinstance(getattr(module, n, None), nn.Module) for n in names)]
     return max(present, key=lambda kind: len(LAYOUTS[kind][0]), default=None)
