@@ -115,6 +115,10 @@ def _run(args: argparse.Namespace, device: torch.device) -> int:
             return 0
         print("FID: ", frechet_distance(*stats[0], *stats[1]))
     except (RuntimeError, MemoryError) as e:
+        if "stack expects each tensor to be equal size" in str(e):
+            # images are batched as they are, as pytorch-fid batches them: one size per batch
+            return report(f"images of different sizes in one batch ({str(e).splitlines()[0]}); resize them to one "
+                          "size, or use --batch-size 1")
         if (reason := too_large(e, device)) is None:
             raise
         return report(f"batch size {args.batch_size}: {reason}; lower --batch-size")

@@ -175,3 +175,13 @@ def test_fid_command_errors_are_one_line_with_exit_status_2(tmp_path, weights_fi
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert __import__("re").search(message, err), err
+
+
+def test_images_of_different_sizes_in_one_batch_are_a_one_line_error(tmp_path, weights_file, capsys):
+    folder = tmp_path / "mixed"
+    write_image_folder(folder, 2, seed=1, size=(20, 20))
+    write_image_folder(tmp_path / "other", 1, seed=2, size=(24, 20))
+    (tmp_path / "other" / "0000.png").rename(folder / "0002.png")
+    assert main(["fid", str(folder), str(folder), "--weights", str(weights_file), "--num-workers", "0"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar's line
+    assert last.startswith("error: images of different sizes in one batch"), last
