@@ -2,7 +2,15 @@
 from .convert import ConversionReport, convert
 from .functional import inception
 from .layer import FastInception
-from .models import GOOGLENET_BLOCKS, InceptionV3, googlenet, googlenet_imagenet, inception_v3
+from .models import (
+    GOOGLENET_BLOCKS,
+    BNInception,
+    InceptionV3,
+    bn_inception,
+    googlenet,
+    googlenet_imagenet,
+    inception_v3,
+)
 from .params import BlockParams
 from .program import BlockProgram
 from .program_block import ProgramBlock
@@ -10,6 +18,7 @@ from .reference import Inception
 from .spec import InceptionSpec
 
 __all__ = [
+    "BNInception",
     "BlockParams",
     "BlockProgram",
     "ConversionReport",
@@ -19,6 +28,7 @@ __all__ = [
     "InceptionSpec",
     "InceptionV3",
     "ProgramBlock",
+    "bn_inception",
     "convert",
     "googlenet",
     "googlenet_imagenet",

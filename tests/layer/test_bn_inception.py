@@ -1,0 +1,62 @@
+"""BN-Inception on fused blocks against a plain forward written from pretrainedmodels' port (its module names,
+pools and order), in eval and in training mode."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fastinception import bn_inception
+from fastinception.testing import rel_error
+
+from helpers import randomise_batchnorms
+
+BLOCKS = ("3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
+
+
+def _unit(model, name, x):
+    return F.relu(getattr(model, f"{name}_bn")(getattr(model, name)(x)))
+
+
+def port_forward(m, x):
+    """pretrainedmodels' BNInception.forward, op by op, on the modules of ``m``."""
+    x = F.max_pool2d(_unit(m, "conv1_7x7_s2", x), 3, stride=2, ceil_mode=True)
+    x = F.max_pool2d(_unit(m, "conv2_3x3", _unit(m, "conv2_3x3_reduce", x)), 3, stride=2, ceil_mode=True)
+    for b in BLOCKS:
+        u = lambda name, y, b=b: _unit(m, f"inception_{b}_{name}", y)  # noqa: E731
+        b3 = u("3x3", u("3x3_reduce", x))
+        bd = u("double_3x3_2", u("double_3x3_1", u("double_3x3_reduce", x)))
+        if b in ("3c", "4e"):
+            x = torch.cat([b3, bd, F.max_pool2d(x, 3, stride=2, ceil_mode=True)], 1)
+            continue
+        if b == "5b":
+            pooled = F.max_pool2d(x, 3, stride=1, padding=1, ceil_mode=True)
+        else:
+            pooled = F.avg_pool2d(x, 3, stride=1, padding=1, ceil_mode=True, count_include_pad=True)
+        x = torch.cat([u("1x1", x), b3, bd, u("pool_proj", pooled)], 1)
+    x = F.avg_pool2d(x, kernel_size=x.shape[2])
+    return m.last_linear(x.flatten(1))
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_bn_inception_computes_and_trains_as_the_port(mode):
+    # Training mode in float64: batch statistics of two small images make the gradients ill-conditioned (moving the
+    # input by 1e-7 moves them by about 1%), so fp32 rounding alone would show there.
+    dtype, tol = (torch.float32, 1e-5) if mode == "eval" else (torch.float64, 1e-9)
+    torch.manual_seed(0)
+    model = bn_inception(num_classes=10)
+    randomise_batchnorms(model, seed=1)
+    model = getattr(model.to(dtype), mode)()
+    port = copy.deepcopy(model)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    got, want = model(x), port_forward(port, x)
+    assert got.shape == (2, 10)
+    assert rel_error(got, want) <= tol
+    got.square().sum().backward()
+    want.square().sum().backward()
+    # pooled: in training mode a conv bias before BatchNorm gets a gradient of zero up to rounding, which compared
+    # on its own would be noise against noise
+    assert rel_error(torch.cat([p.grad.flatten() for p in model.parameters()]),
+                     torch.cat([p.grad.flatten() for p in port.parameters()])) <= tol
+    for (name, a), b in zip(port.state_dict().items(), model.state_dict().values()):
+        assert (torch.equal(a, b) if "num_batches" in name else rel_error(b, a) <= tol), name
