@@ -69,6 +69,27 @@ def test_pytorch_fid_features_are_unchanged_and_its_blocks_recognised(monkeypatc
     assert_close(got, want, torch.float32, "2048-d features")
 
 
+def _same_model(reference, ours, mode: str, side: int, seed: int) -> None:
+    """``ours`` loads ``reference``'s state_dict under the same names and gives its logits and, pooled, its
+    gradients. Training mode runs in float64: with random weights and batch statistics of two images the references'
+    own fp32 gradients move by about 1% when the input moves by 1e-7, so fp32 rounding alone would show there. (Pooled,
+    since a conv bias before BatchNorm in training mode has a zero gradient up to rounding.)"""
+    assert list(ours.state_dict()) == list(reference.state_dict())
+    ours.load_state_dict(reference.state_dict())
+    dtype, tol = (torch.float32, 1e-5) if mode == "eval" else (torch.float64, 1e-9)
+    reference, ours = getattr(reference.to(dtype), mode)(), getattr(ours.to(dtype), mode)()
+    x = make_input((2, 3, side, side), dtype=dtype, seed=seed)
+    torch.manual_seed(seed)  # the same dropout mask in training mode
+    want = reference(x)
+    torch.manual_seed(seed)
+    got = ours(x)
+    assert_close(got, want, dtype, f"logits ({mode})", tol)
+    want.square().sum().backward()
+    got.square().sum().backward()
+    assert_close(torch.cat([p.grad.flatten() for p in ours.parameters()]),
+                 torch.cat([p.grad.flatten() for p in reference.parameters()]), dtype, "gradients", tol)
+
+
 @pytest.mark.parametrize("mode", ["eval", "train"])
 def test_fastinception_inception_v3_loads_torchvisions_weights_and_computes_as_it_does(mode):
     from fastinception import inception_v3
@@ -76,23 +97,7 @@ def test_fastinception_inception_v3_loads_torchvisions_weights_and_computes_as_i
     torch.manual_seed(5)
     tv = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=True)
     randomise_batchnorms(tv, seed=6)
-    ours = inception_v3()
-    assert list(ours.state_dict()) == list(tv.state_dict())
-    ours.load_state_dict(tv.state_dict())
-    # Training mode in float64, as for BN-Inception below: batch statistics of two images are ill-conditioned.
-    dtype = torch.float32 if mode == "eval" else torch.float64
-    tv, ours = getattr(tv.to(dtype), mode)(), getattr(ours.to(dtype), mode)()
-    x = make_input((2, 3, 96, 96), dtype=dtype, seed=7)
-    torch.manual_seed(8)  # the same dropout mask in training mode
-    want = tv(x)
-    torch.manual_seed(8)
-    got = ours(x)
-    tol = 1e-5 if dtype == torch.float32 else 1e-9
-    assert_close(got, want, dtype, f"logits ({mode})", tol)
-    want.square().sum().backward()
-    got.square().sum().backward()
-    for (name, a), b in zip(tv.named_parameters(), ours.parameters()):
-        assert_close(b.grad, a.grad, dtype, f"grad {name}", tol)
+    _same_model(tv, inception_v3(), mode, side=96, seed=7)
 
 
 @pytest.mark.parametrize("mode", ["eval", "train"])
@@ -104,19 +109,4 @@ def test_fastinception_bn_inception_loads_pretrainedmodels_weights_and_computes_
     torch.manual_seed(9)
     port = pretrainedmodels.bninception(num_classes=1000, pretrained=None)
     randomise_batchnorms(port, seed=10)
-    ours = bn_inception()
-    assert list(ours.state_dict()) == list(port.state_dict())
-    ours.load_state_dict(port.state_dict())
-    # Training mode in float64: with random weights and batch statistics of two images, the port's own gradients
-    # move by about 1% when its input moves by 1e-7, so fp32 rounding alone would show there.
-    dtype = torch.float32 if mode == "eval" else torch.float64
-    port, ours = getattr(port.to(dtype), mode)(), getattr(ours.to(dtype), mode)()
-    x = make_input((2, 3, 224, 224), dtype=dtype, seed=11)  # the released port pools a fixed 7x7 feature map
-    want, got = port(x), ours(x)
-    tol = 1e-5 if dtype == torch.float32 else 1e-9
-    assert_close(got, want, dtype, f"logits ({mode})", tol)
-    want.square().sum().backward()
-    got.square().sum().backward()
-    # pooled: a conv bias before BatchNorm in training mode has a zero gradient up to rounding
-    assert_close(torch.cat([p.grad.flatten() for p in ours.parameters()]),
-                 torch.cat([p.grad.flatten() for p in port.parameters()]), dtype, "gradients", tol)
+    _same_model(port, bn_inception(), mode, side=224, seed=11)  # the released port pools a fixed 7x7 feature map
