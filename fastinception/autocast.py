@@ -17,10 +17,12 @@ def autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     return torch.get_autocast_dtype(device_type)
 
 
+def lowered(t: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """``t`` in the autocast ``dtype`` when autocast lowers its dtype (a differentiable cast, so a parameter's
+    gradient keeps its own dtype); float64, integer tensors and None as they are."""
+    return t.to(dtype) if t is not None and t.dtype in LOWERABLE else t
+
+
 def cast_for_autocast(x: torch.Tensor, params: BlockParams, dtype: torch.dtype):
-    """``x`` and the parameters in ``dtype`` (differentiable casts, so parameter grads keep their own dtype)."""
-
-    def cast(t):
-        return t.to(dtype) if t.dtype in LOWERABLE else t
-
-    return cast(x), BlockParams(*(cast(p) for p in params))
+    """``x`` and the parameters in ``dtype`` (see ``lowered``)."""
+    return lowered(x, dtype), BlockParams(*(lowered(p, dtype) for p in params))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .autocast import LOWERABLE, autocast_dtype
+from .autocast import LOWERABLE, autocast_dtype, lowered
 from .functional import check_backend
 from .ops.program_plan import run_program_torch
 from .program import BlockProgram
@@ -85,10 +85,9 @@ def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tens
     transformed = check_transforms(x, [t for pair in weights for t in pair if t is not None], "torch")
     dtype = autocast_dtype(x)
     if dtype is not None and x.dtype in LOWERABLE:
-        weights = [tuple(t.to(dtype) if t is not None and t.dtype in LOWERABLE else t for t in pair)
-                   for pair in weights]
+        weights = [tuple(lowered(t, dtype) for t in pair) for pair in weights]
         with torch.autocast(x.device.type, enabled=False):
-            return run_program_torch(program, weights, x.to(dtype), out=out, transformed=transformed,
+            return run_program_torch(program, weights, lowered(x, dtype), out=out, transformed=transformed,
                                      epilogue=epilogue)
     if x.dtype != w0.dtype:
         raise TypeError(f"x is {x.dtype}, the block's parameters {w0.dtype}")

@@ -1,10 +1,10 @@
 """Any block program as a fused plan in plain PyTorch ops: the torch backend of the later block types.
 
 Every branch whose chain starts with a pointwise conv (1x1, stride 1, no padding) reads ``x`` through one
-convolution with the concatenated weights (on a CPU only when that is cheaper: ``fuse_pointwise``); the rest of
-each chain runs op by op in the program's order, so each value is computed as the reference computes it; every
-branch (each conv of a split) is written into its channel slice of one output, with one autograd node for all of
-them (``WriteBranches``). Everything that reads ``x`` runs before the first write into ``out``.
+convolution with the concatenated weights (on a CPU only when that is cheaper: ``torch_plan.fuse_pointwise``); the
+rest of each chain runs op by op in the program's order, so each value is computed as the reference computes it;
+every branch (each conv of a split) is written into its channel slice of one output, with one autograd node for all
+of them (``WriteBranches``). Everything that reads ``x`` runs before the first write into ``out``.
 """
 from __future__ import annotations
 
@@ -14,14 +14,7 @@ import torch.nn.functional as F
 from ..program import BlockProgram, Conv
 from ..program_reference import apply_conv, apply_pool
 from .layout import memory_format_of
-from .torch_plan import write_branches
-
-
-def fuse_pointwise(x: torch.Tensor, channels: int) -> bool:
-    """Whether the pointwise convs that read ``x`` (``channels`` outputs in all) run as one convolution: always on a
-    GPU, where it saves launches; on a CPU only when the concatenated weights (copied on every call) are smaller than
-    the reads of ``x`` the fusion saves (see ``torch_plan.fuse_stem``)."""
-    return x.device.type != "cpu" or channels <= x.shape[0] * x.shape[2] * x.shape[3]
+from .torch_plan import fuse_pointwise, write_branches
 
 
 def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor | None = None,

@@ -35,17 +35,23 @@ class WriteBranches(torch.autograd.Function):
         return (grad_old_out, None, *(grad_out[:, s] for s in ctx.slices))
 
 
-def fuse_stem(x: torch.Tensor, spec: InceptionSpec) -> bool:
-    """Whether the three 1x1 convs that read ``x`` run as one convolution with concatenated weights.
+def fuse_pointwise(x: torch.Tensor, channels: int) -> bool:
+    """Whether the pointwise convs that read ``x`` (``channels`` outputs in all) run as one convolution with
+    concatenated weights.
 
-    Always on a GPU, where it saves two launches. On a CPU the concatenation copies the weights on every call
-    ((c1 + c2a + c3a) x Cin values) to save reading ``x`` twice more (pixels x Cin): fused only when the weights are
+    Always on a GPU, where it saves launches. On a CPU the concatenation copies the weights on every call (channels
+    x Cin values) to save reading ``x`` again for each further conv (pixels x Cin): fused only when the weights are
     the smaller, as with large batches. At batch 1 GoogLeNet's blocks 4e and 5b (7x7 and 14x14 pixels, up to 832
     channels) measured 3-10% slower fused than the reference block in channels_last (docs/results).
     """
     if x.device.type != "cpu":
         return True
-    return spec.c1 + spec.c2a + spec.c3a <= x.shape[0] * x.shape[2] * x.shape[3]
+    return channels <= x.shape[0] * x.shape[2] * x.shape[3]
+
+
+def fuse_stem(x: torch.Tensor, spec: InceptionSpec) -> bool:
+    """``fuse_pointwise`` for the block's three 1x1 convs (p1 and both reductions)."""
+    return fuse_pointwise(x, spec.c1 + spec.c2a + spec.c3a)
 
 
 def inception_torch(x: torch.Tensor, p: BlockParams, spec: InceptionSpec, out: torch.Tensor,
