@@ -8,7 +8,7 @@ from torch import nn
 
 from .layer import FastInception
 from .program_block import run_checked
-from .programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, BN_INCEPTION_BLOCKS, MAX_3X3
+from .programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, BN_INCEPTION_BLOCKS, MAX_3X3, V3_STEM
 from .reference import Inception
 from .v3_blocks import ConvBN, FastInceptionA, FastInceptionB, FastInceptionC, FastInceptionD, FastInceptionE
 
@@ -76,12 +76,9 @@ class InceptionV3(nn.Module):
         super().__init__()
         avg = AVG_3X3_EXCLUDE_PAD if fid else AVG_3X3
         self.transform_input = transform_input
-        self.Conv2d_1a_3x3 = ConvBN(3, 32, 3, stride=2)
-        self.Conv2d_2a_3x3 = ConvBN(32, 32, 3)
-        self.Conv2d_2b_3x3 = ConvBN(32, 64, 3, padding=1)
+        for name, (out, cin, k, stride, padding) in V3_STEM.items():
+            self.add_module(name, ConvBN(cin, out, k, stride, padding))
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.Conv2d_3b_1x1 = ConvBN(64, 80, 1)
-        self.Conv2d_4a_3x3 = ConvBN(80, 192, 3)
         self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.Mixed_5b = FastInceptionA(192, 32, avg)
         self.Mixed_5c = FastInceptionA(256, 64, avg)

@@ -149,6 +149,16 @@ def inception_v3_e(in_channels, pool=AVG_3X3, name="") -> BlockProgram:
     ), name=name)
 
 
+# Inception-v3's stem (torchvision's Inception3, pytorch-fid's network): unit -> (out, in, kernel, stride, padding);
+# max-pools (3x3, stride 2) follow Conv2d_2b_3x3 and Conv2d_4a_3x3.
+V3_STEM = {
+    "Conv2d_1a_3x3": (32, 3, 3, 2, 0),
+    "Conv2d_2a_3x3": (32, 32, 3, 1, 0),
+    "Conv2d_2b_3x3": (64, 32, 3, 1, 1),
+    "Conv2d_3b_1x1": (80, 64, 1, 1, 0),
+    "Conv2d_4a_3x3": (192, 80, 3, 1, 0),
+}
+
 # The conv+BatchNorm units of each v3 block type, named and ordered as torchvision defines them: the order of each
 # program's conv slots, and of the weights beside it.
 V3_UNIT_NAMES = {

@@ -24,9 +24,9 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
-from fastinception.fid.weights import BLOCK_KINDS, STEM
+from fastinception.fid.weights import BLOCK_KINDS
 from fastinception.kernels.common import interpreting
-from fastinception.programs import FID_INCEPTION_BLOCKS, V3_UNIT_NAMES
+from fastinception.programs import FID_INCEPTION_BLOCKS, V3_STEM, V3_UNIT_NAMES
 from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
 
 __all__ = [
@@ -447,7 +447,7 @@ def fid_state_dict(seed: int = 0) -> dict:
     """A state_dict in the layout of pytorch-fid's weights file (torchvision's Inception3, 1008 classes) with random
     weights and BatchNorm statistics far from the defaults."""
     gen = torch.Generator().manual_seed(seed)
-    shapes = {name: (out, cin, k, k) for name, (out, cin, k, _, _) in STEM.items()}
+    shapes = {name: (out, cin, k, k) for name, (out, cin, k, _, _) in V3_STEM.items()}
     for block, kind in BLOCK_KINDS.items():
         slots = FID_INCEPTION_BLOCKS[block][0].conv_slots()
         shapes.update({f"{block}.{unit}": s.weight_shape for unit, s in zip(V3_UNIT_NAMES[kind], slots)})

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..program_block import ProgramBlock
-from ..programs import FID_INCEPTION_BLOCKS, V3_UNIT_NAMES
-from .weights import BLOCK_KINDS, STEM, folded_units, read_state_dict
+from ..programs import FID_INCEPTION_BLOCKS, V3_STEM, V3_UNIT_NAMES
+from .weights import BLOCK_KINDS, folded_units, read_state_dict
 
 DIMS = (64, 192, 768, 2048)
 INPUT_SIZE = 299
@@ -25,7 +25,7 @@ class FIDInceptionV3(nn.Module):
 
     def __init__(self, units: dict):
         super().__init__()
-        for name, (out, cin, k, stride, padding) in STEM.items():
+        for name, (out, cin, k, stride, padding) in V3_STEM.items():
             conv = nn.Conv2d(cin, out, k, stride, padding)
             with torch.no_grad():
                 conv.weight.copy_(units[name][0])

@@ -13,20 +13,12 @@ import pathlib
 import torch
 
 from ..convert.bn_fold import fold
-from ..programs import V3_UNIT_NAMES
+from ..programs import V3_STEM, V3_UNIT_NAMES
 
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FILE_NAME
 BN_EPS = 0.001  # torchvision's BasicConv2d
 
-# The stem's units: name -> (out, in, k, stride, padding)
-STEM = {
-    "Conv2d_1a_3x3": (32, 3, 3, 2, 0),
-    "Conv2d_2a_3x3": (32, 32, 3, 1, 0),
-    "Conv2d_2b_3x3": (64, 32, 3, 1, 1),
-    "Conv2d_3b_1x1": (80, 64, 1, 1, 0),
-    "Conv2d_4a_3x3": (192, 80, 3, 1, 0),
-}
 # The blocks and their types (the unit names of each type: programs.V3_UNIT_NAMES)
 BLOCK_KINDS = {
     "Mixed_5b": "InceptionA", "Mixed_5c": "InceptionA", "Mixed_5d": "InceptionA", "Mixed_6a": "InceptionB",
@@ -48,7 +40,7 @@ def cached_weights() -> pathlib.Path | None:
 def unit_names() -> list[str]:
     """Every conv+BatchNorm unit of the feature network, stem first, blocks in order, each block's units in the
     order of its program's conv slots."""
-    return [*STEM, *(f"{block}.{unit}" for block, kind in BLOCK_KINDS.items() for unit in V3_UNIT_NAMES[kind])]
+    return [*V3_STEM, *(f"{block}.{unit}" for block, kind in BLOCK_KINDS.items() for unit in V3_UNIT_NAMES[kind])]
 
 
 def read_state_dict(path) -> dict:
@@ -85,7 +77,7 @@ def folded_units(state: dict, where: str = "weights") -> dict:
                                    f"has {c} output channels")
         units[n] = fold(w.float(), None, state[f"{n}.bn.weight"].float(), state[f"{n}.bn.bias"].float(),
                         state[f"{n}.bn.running_mean"].float(), state[f"{n}.bn.running_var"].float(), BN_EPS)
-    for n, (out, cin, k, _, _) in STEM.items():
+    for n, (out, cin, k, _, _) in V3_STEM.items():
         if tuple(units[n][0].shape) != (out, cin, k, k):
             raise WeightsError(f"{where}: {n}.conv.weight has shape {tuple(units[n][0].shape)}, expected "
                                f"{(out, cin, k, k)}")
