@@ -1,17 +1,20 @@
-"""``ProgramBlock``: any block program with its weights, as an ``nn.Module`` on the fused PyTorch plan.
+"""``ProgramBlock``: any block program with its weights, as an ``nn.Module`` on either backend.
 
 What ``convert()`` puts in place of an Inception-v3, FID or BN-Inception block (BatchNorm folded into the convs).
-The Triton kernels cover GoogLeNet's block only so far, so this module runs the ``torch`` backend on every device
-(``"auto"`` chooses it) and refuses ``"triton"`` with an error rather than running something else.
+``backend``: ``"auto"`` (triton on CUDA, torch elsewhere), ``"torch"`` (the fused PyTorch plan) or ``"triton"``
+(``ops/program_plan_triton.py``; residual programs refuse it).
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
 
 from .autocast import LOWERABLE, autocast_dtype, lowered
-from .functional import check_backend
-from .ops.program_plan import run_program_torch
+from .functional import check_backend, resolve_backend
+from .ops.program_plan import program_output, run_program_torch
+from .ops.program_triton_function import program_triton
 from .program import BlockProgram
 from .validation import check_transforms
 
@@ -43,9 +46,9 @@ class ProgramBlock(nn.Module):
     @backend.setter
     def backend(self, name: str) -> None:
         check_backend(name)
-        if name == "triton":
-            raise ValueError(f"{self.program.name or 'this block'}: the triton backend runs GoogLeNet's block only "
-                             f"so far; use backend='torch' (or 'auto') for this block type")
+        if name == "triton" and self.program.residual is not None:
+            raise ValueError(f"{self.program.name or 'this block'}: the triton backend does not run residual "
+                             f"(Inception-ResNet) blocks yet; use backend='torch' (or 'auto') for this block type")
         self._backend = name
 
     @classmethod
@@ -64,7 +67,7 @@ class ProgramBlock(nn.Module):
         return tuple((c.weight, c.bias) for c in self.convs)
 
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        return run_checked(self.program, self.weights(), x, out)
+        return run_checked(self.program, self.weights(), x, out, backend=self.backend)
 
     def extra_repr(self) -> str:
         p = self.program
@@ -72,23 +75,30 @@ class ProgramBlock(nn.Module):
 
 
 def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor | None = None,
-                epilogue=None) -> torch.Tensor:
+                epilogue=None, backend: str = "torch") -> torch.Tensor:
     """A program module's forward: ``x`` checked against the program and the weights (shape, device, dtype), the
     torch.func transforms refused or noted, the autocast rule applied (``x`` and the weights in the autocast
-    dtype, as ``nn.Conv2d`` computes), then the fused plan (``run_program_torch``)."""
+    dtype, as ``nn.Conv2d`` computes), then the fused plan of ``backend`` (``"auto"``: triton for CUDA tensors).
+    An ``epilogue`` (BatchNorm in training mode) runs on the torch backend only."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != program.in_channels:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"expected an (N, {program.in_channels}, H, W) tensor, got {shape}")
     w0 = weights[0][0]
     if x.device != w0.device:
         raise ValueError(f"x is on {x.device}, the block's parameters on {w0.device}")
-    transformed = check_transforms(x, [t for pair in weights for t in pair if t is not None], "torch")
+    plan = resolve_backend(backend, x)
+    if plan == "triton" and epilogue is not None:
+        raise ValueError("the triton backend runs folded BatchNorm only: put the block in eval mode, or use "
+                         "backend='torch' to train it")
+    transformed = check_transforms(x, [t for pair in weights for t in pair if t is not None], plan)
     dtype = autocast_dtype(x)
     if dtype is not None and x.dtype in LOWERABLE:
         weights = [tuple(lowered(t, dtype) for t in pair) for pair in weights]
-        with torch.autocast(x.device.type, enabled=False):
-            return run_program_torch(program, weights, lowered(x, dtype), out=out, transformed=transformed,
-                                     epilogue=epilogue)
-    if x.dtype != w0.dtype:
+        x = lowered(x, dtype)
+    elif x.dtype != w0.dtype:
         raise TypeError(f"x is {x.dtype}, the block's parameters {w0.dtype}")
-    return run_program_torch(program, weights, x, out=out, transformed=transformed, epilogue=epilogue)
+    with torch.autocast(x.device.type, enabled=False) if dtype is not None else contextlib.nullcontext():
+        if plan == "triton":
+            program.check_weights(weights)
+            return program_triton(program, weights, x, program_output(program, x, out))
+        return run_program_torch(program, weights, x, out=out, transformed=transformed, epilogue=epilogue)

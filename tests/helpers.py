@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import gzip
 import os
@@ -24,8 +25,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
+from fastinception import programs as P
 from fastinception.fid.weights import BLOCK_KINDS
 from fastinception.kernels.common import interpreting
+from fastinception.program import Branch, Conv
 from fastinception.programs import FID_INCEPTION_BLOCKS, V3_STEM, V3_UNIT_NAMES
 from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
 
@@ -37,7 +40,7 @@ __all__ = [
     "write", "write_fashion_mnist", "shuffled_programs", "tf32_tol", "BasicConv2d", "TVInception", "TVGoogLeNet",
     "randomise_batchnorms", "small_block", "HAND_WRITTEN", "hand_written_weights",
     "TVInceptionA", "TVInceptionB", "TVInceptionC", "TVInceptionD", "TVInceptionE", "tv_inception_v3_blocks",
-    "fid_state_dict", "write_image_folder",
+    "fid_state_dict", "write_image_folder", "PROGRAM_CASES", "shrunk",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -790,3 +793,36 @@ def write_fashion_mnist(directory, n_train=6, n_test=4, gz=False):
     for name, (array, code) in arrays.items():
         write(directory / name, idx_bytes(array, code), gz)
     return arrays
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# block programs
+
+# the programs of every block type the catalogue has, at small sizes: (program, input side)
+PROGRAM_CASES = {
+    "v1": (P.googlenet_block(10, 4, (6, 8), (3, 5), 7), 6),
+    "v3_A": (P.inception_v3_a(24, 8), 5),
+    "fid_A": (P.inception_v3_a(24, 8, P.AVG_3X3_EXCLUDE_PAD), 5),
+    "v3_B": (P.inception_v3_b(16), 9),
+    "v3_C": (P.inception_v3_c(24, 6, P.AVG_3X3_EXCLUDE_PAD), 7),
+    "v3_D": (P.inception_v3_d(16), 9),
+    "v3_E": (P.inception_v3_e(16), 4),
+    "fid_E_2": (P.inception_v3_e(16, P.MAX_3X3), 4),
+    "bn_block": (P.bn_inception_block(12, 4, (5, 6), (3, 7), 2), 6),
+    "bn_reduction": (P.bn_inception_reduction(12, (5, 6), (3, 7)), 8),
+    "v4_C": (P.inception_v4_c(16), 4),
+    "resnet_block8": (P.inception_resnet_block8(24, relu=False), 4),
+}
+
+
+def shrunk(program, divisor: int):
+    """``program`` with every conv's output channels divided by ``divisor`` (at least 2): the same structure at a size
+    the Triton interpreter runs quickly."""
+    def conv(c):
+        return dataclasses.replace(c, out_channels=max(2, c.out_channels // divisor))
+
+    def op(o):
+        return conv(o) if isinstance(o, Conv) else o
+
+    branches = tuple(Branch(tuple(op(o) for o in b.ops), tuple(conv(c) for c in b.split)) for b in program.branches)
+    return dataclasses.replace(program, branches=branches)

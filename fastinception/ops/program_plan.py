@@ -25,18 +25,13 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
     activation: it receives the conv's output (bias added, if any) and returns what the chain continues with, as
     BatchNorm then ReLU for a block whose BatchNorm cannot be folded (training mode)."""
     program.check_weights(weights)
-    h, w = program.out_size(x.shape[2], x.shape[3])
-    shape = (x.shape[0], program.out_channels, h, w)
-    if out is not None and (tuple(out.shape) != shape or out.dtype != x.dtype or out.device != x.device):
-        # a smaller batch would broadcast into it silently
-        raise ValueError(f"out must be {shape} {x.dtype} on {x.device}, got {tuple(out.shape)} {out.dtype} on "
-                         f"{out.device}")
     if program.residual is not None:
         if epilogue is not None:
             raise NotImplementedError("an epilogue on a residual program")
+        if out is not None:
+            program_output(program, x, out)
         return _run_residual(program, weights, x, out, transformed)
-    if out is None:
-        out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    out = program_output(program, x, out)
     pairs = list(weights)
     conv = _conv_with(epilogue)
     heads = _pointwise_heads(program, pairs, x, epilogue)
@@ -66,6 +61,20 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
             start += split_conv.out_channels
             k += 1
     return write_branches(out, tuple(slices), pieces, transformed)
+
+
+def program_output(program: BlockProgram, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    """``out`` checked against what ``program`` gives for ``x`` (ValueError otherwise), or a new output in ``x``'s
+    memory format when None."""
+    h, w = program.out_size(x.shape[2], x.shape[3])
+    shape = (x.shape[0], program.out_channels, h, w)
+    if out is None:
+        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    if tuple(out.shape) != shape or out.dtype != x.dtype or out.device != x.device:
+        # a smaller batch would broadcast into it silently
+        raise ValueError(f"out must be {shape} {x.dtype} on {x.device}, got {tuple(out.shape)} {out.dtype} on "
+                         f"{out.device}")
+    return out
 
 
 def _conv_with(epilogue):

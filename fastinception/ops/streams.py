@@ -1,4 +1,5 @@
-"""How the block's two independent spatial branches are launched: side streams, one stream, or one grouped launch."""
+"""How independent branches are launched: side streams, one stream, or (GoogLeNet's two spatial branches) one grouped
+launch."""
 from __future__ import annotations
 
 import contextlib
@@ -15,26 +16,34 @@ def check_branch_mode(mode: str) -> str:
     return mode
 
 
-def _streams_for(device: torch.device):
-    if device not in _side_streams:
-        _side_streams[device] = (torch.cuda.Stream(device), torch.cuda.Stream(device))
-    return _side_streams[device]
+def _streams_for(device: torch.device, count: int):
+    streams = _side_streams.setdefault(device, [])
+    while len(streams) < count:
+        streams.append(torch.cuda.Stream(device))
+    return streams[:count]
 
 
 @contextlib.contextmanager
 def branch_streams(device: torch.device, enabled: bool):
-    """Yield two context managers, one per branch; their work runs on side streams when enabled on CUDA.
+    """Yield two context managers, one per branch: ``side_streams`` for GoogLeNet's two spatial branches."""
+    with side_streams(device, 2, enabled) as contexts:
+        yield contexts
 
-    The side streams wait for the caller's stream on entry and the caller's stream waits for both on exit, so
+
+@contextlib.contextmanager
+def side_streams(device: torch.device, count: int, enabled: bool):
+    """Yield ``count`` context managers, one per branch; their work runs on side streams when enabled on CUDA.
+
+    The side streams wait for the caller's stream on entry and the caller's stream waits for all of them on exit, so
     every tensor a branch touches is allocated before the fork and freed after the join on the caller's stream:
     the caching allocator cannot hand its memory to other work while a branch still uses it (the join plays the
     part of ``record_stream``), and CUDA graph capture sees a proper fork and join.
     """
     if not enabled or device.type != "cuda":
-        yield contextlib.nullcontext(), contextlib.nullcontext()
+        yield (contextlib.nullcontext(),) * count
         return
     main = torch.cuda.current_stream(device)
-    sides = _streams_for(device)
+    sides = _streams_for(device, count)
     for side in sides:
         side.wait_stream(main)
     try:

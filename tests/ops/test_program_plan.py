@@ -8,23 +8,18 @@ from fastinception.ops import program_plan
 from fastinception.ops.program_plan import fuse_pointwise, run_program_torch
 from fastinception.program_reference import run_reference
 
-from helpers import FORMATS, HAND_WRITTEN, assert_close, hand_written_weights, make_input, poisoned, record_launches
-
-# the programs of every block type the catalogue has, at small sizes: (program, input side)
-CASES = {
-    "v1": (P.googlenet_block(10, 4, (6, 8), (3, 5), 7), 6),
-    "v3_A": (P.inception_v3_a(24, 8), 5),
-    "fid_A": (P.inception_v3_a(24, 8, P.AVG_3X3_EXCLUDE_PAD), 5),
-    "v3_B": (P.inception_v3_b(16), 9),
-    "v3_C": (P.inception_v3_c(24, 6, P.AVG_3X3_EXCLUDE_PAD), 7),
-    "v3_D": (P.inception_v3_d(16), 9),
-    "v3_E": (P.inception_v3_e(16), 4),
-    "fid_E_2": (P.inception_v3_e(16, P.MAX_3X3), 4),
-    "bn_block": (P.bn_inception_block(12, 4, (5, 6), (3, 7), 2), 6),
-    "bn_reduction": (P.bn_inception_reduction(12, (5, 6), (3, 7)), 8),
-    "v4_C": (P.inception_v4_c(16), 4),
-    "resnet_block8": (P.inception_resnet_block8(24, relu=False), 4),
-}
+from helpers import (
+    FORMATS,
+    HAND_WRITTEN,
+    assert_close,
+    hand_written_weights,
+    make_input,
+    poisoned,
+    record_launches,
+)
+from helpers import (
+    PROGRAM_CASES as CASES,
+)
 
 
 def _weights(program, dtype, seed):

@@ -1,0 +1,209 @@
+"""Any block program on the Triton kernels: the triton backend of the later block types.
+
+The plan, per program (``triton_plan``):
+1. one stem launch (``pointwise_stem``) for every branch head that reads x through a pointwise conv: a plain 1x1
+   conv; a 3x3 stride-1 max-pool then a 1x1 conv (the pool computed in the A-tile prologue); an average pool then
+   a 1x1 conv, commuted (the 1x1 without bias joins the GEMM, and the pool, bias and ReLU run afterwards on its few
+   output channels: ``pool2d``). Five or more such convs take one launch per four;
+2. each branch's remaining ops, one launch each (``conv2d_general`` for any kernel, stride and padding; ``pool2d``
+   for any pool, a pass-through pool branch included), the last writing straight into the branch's channel slice
+   of ``out``; a two-conv split is one launch writing its two adjacent slices. The branches run on side CUDA
+   streams, forked after the stem and joined before returning.
+
+Launch count of a program: ``launch_count(program)``. No PyTorch compute op runs in the forward (an NCHW ``x`` is
+copied to channels-last once, as GoogLeNet's triton path does). The backward is not a kernel yet: it recomputes the
+block through the fused PyTorch plan and differentiates that (``ProgramTriton``), which gives the exact gradient of
+the block (the recomputed forward differs from the kernels' only by rounding).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+
+import torch
+
+from ..kernels.common import interpreting, require_launchable
+from ..program import BlockProgram, Conv, Pool
+from .layout import channels_adjacent, memory_format_of
+from .overlap import may_share_elements
+from .streams import side_streams
+
+STEM_SEGMENTS = 4
+MAX_PROLOGUE_POOL = Pool("max", 3, 1, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """A branch's head in the stem: conv ``slot`` (index into the program's convs) reading x, after ``pool``
+    (None; a max pool run as the A-tile prologue; or an average pool commuted past the conv)."""
+
+    branch: int
+    slot: int
+    pool: Pool | None = None
+
+    @property
+    def commuted(self) -> bool:
+        return self.pool is not None and self.pool.kind == "avg"
+
+
+@dataclasses.dataclass(frozen=True)
+class BranchPlan:
+    """What a branch runs after the stem: ``ops`` (with the conv slot of each conv, else None) and its split."""
+
+    head: Head | None
+    ops: tuple[tuple[Conv | Pool, int | None], ...]
+    split: tuple[tuple[Conv, int], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class TritonPlan:
+    heads: tuple[Head, ...]  # plain and commuted heads, in launch order
+    pool_heads: tuple[Head, ...]  # max-pool prologue heads (at most one per stem launch)
+    branches: tuple[BranchPlan, ...]
+
+    def stem_launches(self) -> list[tuple[tuple[Head, ...], Head | None]]:
+        """The stem launches: up to four heads each, a prologue head with the first ones."""
+        groups = [self.heads[i:i + STEM_SEGMENTS] for i in range(0, len(self.heads), STEM_SEGMENTS)]
+        groups += [()] * (len(self.pool_heads) - len(groups))
+        return [(g, self.pool_heads[i] if i < len(self.pool_heads) else None) for i, g in enumerate(groups)]
+
+
+def _head_of(branch, first_slot: int, index: int) -> Head | None:
+    ops = branch.ops
+    if ops and isinstance(ops[0], Conv) and ops[0].pointwise:
+        return Head(index, first_slot)
+    if len(ops) >= 2 and isinstance(ops[0], Pool) and isinstance(ops[1], Conv) and ops[1].pointwise:
+        pool = ops[0]
+        if pool.kind == "avg":
+            return Head(index, first_slot, pool)
+        # the prologue pool is GoogLeNet's: 3x3, stride 1, padding 1, then a conv with ReLU
+        if dataclasses.replace(pool, ceil_mode=False) == MAX_PROLOGUE_POOL and ops[1].relu:
+            return Head(index, first_slot, pool)
+    return None
+
+
+@functools.cache
+def triton_plan(program: BlockProgram) -> TritonPlan:
+    if program.residual is not None:
+        raise NotImplementedError(f"{program.name or 'this block'}: the triton backend does not run residual "
+                                  f"(Inception-ResNet) blocks yet; use backend='torch'")
+    heads, pool_heads, branches, slot = [], [], [], 0
+    for i, branch in enumerate(program.branches):
+        head = _head_of(branch, slot, i)
+        ops, skip = [], 2 if head is not None and head.pool is not None else 1 if head is not None else 0
+        for j, op in enumerate(branch.ops):
+            if isinstance(op, Conv):
+                if j >= skip:
+                    ops.append((op, slot))
+                slot += 1
+            elif j >= skip:
+                ops.append((op, None))
+        split = []
+        for conv in branch.split:
+            split.append((conv, slot))
+            slot += 1
+        if head is not None:
+            (pool_heads if head.pool is not None and not head.commuted else heads).append(head)
+        branches.append(BranchPlan(head, tuple(ops), tuple(split)))
+    # a prologue head beyond the first stem launch would need a launch of its own anyway: keep at most one per launch
+    return TritonPlan(tuple(heads), tuple(pool_heads), tuple(branches))
+
+
+def launch_count(program: BlockProgram) -> int:
+    """Kernel launches of one forward of ``program`` on the triton backend (channels-last input)."""
+    plan = triton_plan(program)
+    count = len(plan.stem_launches())
+    for b in plan.branches:
+        count += int(b.head is not None and b.head.commuted) + len(b.ops) + (len(b.split) + 1) // 2
+    return count
+
+
+def _new_like(x: torch.Tensor, channels: int, h: int, w: int) -> torch.Tensor:
+    return torch.empty((x.shape[0], channels, h, w), dtype=x.dtype, device=x.device,
+                       memory_format=memory_format_of(x))
+
+
+def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
+                       streams: bool = True) -> torch.Tensor:
+    """``program`` on ``x`` with ``weights`` into ``out`` (shapes checked by the caller), with the Triton kernels.
+    Not differentiable: ``ProgramTriton`` is."""
+    require_launchable(x)
+    if not channels_adjacent(x):
+        return run_program_triton(program, weights, x.contiguous(memory_format=torch.channels_last), out,
+                                  allow_tf32=allow_tf32, streams=streams)
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and interpreting():
+        # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
+        out32 = torch.empty(out.shape, dtype=torch.float32, device=out.device, memory_format=memory_format_of(out))
+        run_program_triton(program, [tuple(None if t is None else t.float() for t in p) for p in weights], x.float(),
+                           out32, allow_tf32=allow_tf32, streams=streams)
+        return out.copy_(out32)
+    if may_share_elements(x, out):  # the stem reads x while later launches write out
+        fresh = _new_like(out, out.shape[1], out.shape[2], out.shape[3])
+        run_program_triton(program, weights, x, fresh, allow_tf32=allow_tf32, streams=streams)
+        return out.copy_(fresh)
+    if x.shape[0] == 0:
+        return out
+    from ..kernels.conv2d_general import launch_conv2d_general
+    from ..kernels.pointwise_stem import launch_pointwise_stem
+    from ..kernels.pool2d import launch_pool2d
+
+    def pool_launch(src, dest, pool, bias=None, relu=False):
+        return functools.partial(launch_pool2d, src, dest, kind=pool.kind, kernel=pool.kernel, stride=pool.stride,
+                                 padding=pool.padding, count_include_pad=pool.count_include_pad, bias=bias,
+                                 relu=relu)
+
+    def conv_launch(src, convs):
+        # convs: (conv, slot, dest) each
+        return functools.partial(launch_conv2d_general, src, [
+            (*weights[slot], dest, conv.kernel, conv.stride, conv.padding, conv.relu) for conv, slot, dest in convs
+        ], allow_tf32=allow_tf32)
+
+    plan = triton_plan(program)
+    slots = program.conv_slots()
+    weights = tuple(weights)
+    H, W = x.shape[2], x.shape[3]
+    # Every buffer is allocated here, on the caller's stream, before the branches fork (see streams.side_streams).
+    stem_dest, work = {}, []
+    for i, (b, branch_slice) in enumerate(zip(plan.branches, program.slices)):
+        launches, src, (h, w) = [], x, (H, W)
+        done_in_head = not b.ops and not b.split
+        if b.head is not None:
+            conv = slots[b.head.slot].conv
+            if b.head.commuted:
+                stem_dest[i] = _new_like(x, conv.out_channels, H, W)  # the raw 1x1 output, pooled next
+                h, w = b.head.pool.out_size(H, W)
+                src = out[:, branch_slice] if done_in_head else _new_like(x, conv.out_channels, h, w)
+                launches.append(pool_launch(stem_dest[i], src, b.head.pool, weights[b.head.slot][1], conv.relu))
+            else:
+                src = stem_dest[i] = out[:, branch_slice] if done_in_head else _new_like(x, conv.out_channels, H, W)
+        for j, (op, slot) in enumerate(b.ops):
+            h, w = op.out_size(h, w)
+            channels = op.out_channels if isinstance(op, Conv) else src.shape[1]
+            dest = out[:, branch_slice] if j == len(b.ops) - 1 and not b.split else _new_like(x, channels, h, w)
+            launches.append(conv_launch(src, [(op, slot, dest)]) if isinstance(op, Conv)
+                            else pool_launch(src, dest, op))
+            src = dest
+        start, split = branch_slice.start, []
+        for conv, slot in b.split:
+            split.append((conv, slot, out[:, start:start + conv.out_channels]))
+            start += conv.out_channels
+        launches += [conv_launch(src, split[k:k + 2]) for k in range(0, len(split), 2)]
+        if launches:
+            work.append(launches)
+
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        for heads, pool_head in plan.stem_launches():
+            segments = [(weights[h.slot][0], None, stem_dest[h.branch], False) if h.commuted
+                        else (*weights[h.slot], stem_dest[h.branch], slots[h.slot].conv.relu) for h in heads]
+            pool = None
+            if pool_head is not None:
+                w_, b_ = weights[pool_head.slot]
+                pool = (w_, b_ if b_ is not None else w_.new_zeros(w_.shape[0]), stem_dest[pool_head.branch])
+            launch_pointwise_stem(x, segments, pool, allow_tf32=allow_tf32)
+        with side_streams(x.device, len(work), streams) as contexts:
+            for launches, context in zip(work, contexts):
+                with context:
+                    for start_launch in launches:
+                        start_launch()
+    return out

@@ -1,0 +1,195 @@
+"""Any conv of a block program as an implicit GEMM: rectangular kernels (1x7, 7x1, 1x3, 3x1, 5x5, ...), any stride and
+padding, bias and ReLU optional, written straight into a channel slice of its destination.
+
+GEMM view: rows are the P = N*OH*OW output pixels, columns the output channels; the reduction runs over the kernel
+taps (kh, kw) and blocks of input channels. One launch runs one conv, or the two convs of a split (v3's E block: a
+1x3 and a 3x1 on the same input, written to adjacent slices): the grid is the two problems' tile grids end to end, so
+the split's input is read by one launch. GoogLeNet's block keeps its own square, stride-1 kernels
+(``conv2d_forward``), whose sm_90 code is pinned by the compile tests.
+
+The tiling does not depend on the batch: every output pixel is reduced in the same order whatever batch it comes
+in (the autotune key leaves the pixel count out), so an image's result is bitwise the same in any batch.
+
+Precision as in ``conv2d_forward``: tl.dot with an fp32 accumulator (tf32 for fp32 only when allowed), fp64 through
+a broadcast sum. The launcher checks nothing: the program plan (``ops/program_triton.py``) gives it tensors whose
+shapes come from the program.
+"""
+import triton
+import triton.language as tl
+
+from .launch import FP64_CONFIGS, INTERPRET_CONFIG, FitPrune, index_dtype, launch, mma_meta, strides, tile_grid
+from .tiles import mma, pc_ptrs, pixel_coords
+
+
+@triton.jit
+def _conv_tile(
+    # pointers (b_ptr: None for a conv without bias)
+    x_ptr, w_ptr, b_ptr, out_ptr,
+    # this program's tile
+    pid_m, pid_n,
+    # sizes: P = N*OH*OW output pixels
+    P, H, W, OH, OW, C_IN, C_OUT,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+    stride_b,
+    stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+    # meta-parameters
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+    RELU: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(pid_m.dtype)  # [BM] output pixels
+    mask_m = offs_m < P
+    n_idx, oh, ow = pixel_coords(offs_m, OH, OW)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(pid_n.dtype)  # [BN] output channels
+    mask_n = offs_n < C_OUT
+    offs_k = tl.arange(0, BLOCK_K).to(pid_m.dtype)  # [BK] input channels of one step
+    a_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_x_c
+    b_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_w_i
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    for kh in range(KH):
+        ih = oh * SH + (kh - PH)
+        row_h = mask_m & (ih >= 0) & (ih < H)
+        for kw in range(KW):
+            iw = ow * SW + (kw - PW)
+            row_ok = row_h & (iw >= 0) & (iw < W)  # [BM]; taps outside the image are the zero padding
+            a_ptrs = (x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
+                      + offs_k[None, :] * stride_x_c)  # [BM, BK]
+            b_ptrs = (w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
+                      + offs_k[:, None] * stride_w_i)  # [BK, BN]
+            for c0 in range(0, C_IN, BLOCK_K):
+                mask_k = (c0 + offs_k) < C_IN
+                a = tl.load(a_ptrs, mask=row_ok[:, None] & mask_k[None, :], other=0.0)
+                b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+                acc = mma(acc, a, b, USE_DOT, PRECISION)
+                a_ptrs += a_step
+                b_ptrs += b_step
+
+    if b_ptr is not None:
+        acc += tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    if RELU:
+        acc = tl.where(acc < 0, 0.0, acc)  # keeps NaN, as torch.relu does
+    tl.store(pc_ptrs(out_ptr, n_idx, oh, ow, offs_n, stride_out_n, stride_out_c, stride_out_h, stride_out_w),
+             acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+def _config(m, n, k, warps, stages):
+    return triton.Config({"BLOCK_M": m, "BLOCK_N": n, "BLOCK_K": k}, num_warps=warps, num_stages=stages)
+
+
+# tl.dot configs (64-row tiles for Hopper's wgmma, BLOCK_K=16 for narrow inputs); fp64 tunes over FP64_CONFIGS
+GENERAL_CONV_CONFIGS = [
+    _config(128, 128, 32, 8, 3),
+    _config(128, 64, 32, 4, 4),
+    _config(64, 128, 32, 4, 4),
+    _config(64, 64, 32, 4, 4),
+    _config(128, 32, 16, 4, 4),
+    _config(64, 32, 16, 4, 3),
+]
+GENERAL_CONV_IEEE_CONFIGS = [_config(128, 32, 16, 4, 4), _config(64, 32, 16, 4, 3)]
+
+_SHAPE_KEYS = ["KH", "KW", "SH", "SW", "PH", "PW", "RELU"]
+
+
+@triton.autotune(
+    configs=GENERAL_CONV_CONFIGS + GENERAL_CONV_IEEE_CONFIGS + FP64_CONFIGS,
+    # no pixel count: the tiling (and so every pixel's summation order) must not depend on the batch
+    key=["C_IN", "C_OUT_A", "C_OUT_B", "H", "W", "OH", "OW", "stride_x_c", "stride_outa_c", "stride_outb_c"]
+    + [k + "_A" for k in _SHAPE_KEYS] + [k + "_B" for k in _SHAPE_KEYS],
+    prune_configs_by={"early_config_prune": FitPrune(
+        stage_elems=lambda m, n, k: m * k + k * n,
+        dtype_arg="x_ptr",
+        extents=lambda a: {"BLOCK_N": max(a["C_OUT_A"], a["C_OUT_B"]), "BLOCK_K": a["C_IN"]},
+        precision_configs={"ieee": GENERAL_CONV_IEEE_CONFIGS},
+        output_channel_strides=("stride_outa_c",),
+    )},
+)
+@triton.jit
+def _conv2d_general_kernel(
+    # pointers: the shared input, then problem a and problem b (b absent when C_OUT_B is 0)
+    x_ptr, wa_ptr, ba_ptr, outa_ptr, wb_ptr, bb_ptr, outb_ptr,
+    # sizes
+    P, H, W, OH, OW, C_IN, C_OUT_A, C_OUT_B,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
+    stride_ba,
+    stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
+    stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
+    stride_bb,
+    stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
+    # meta-parameters
+    KH_A: tl.constexpr, KW_A: tl.constexpr, SH_A: tl.constexpr, SW_A: tl.constexpr, PH_A: tl.constexpr,
+    PW_A: tl.constexpr, RELU_A: tl.constexpr,
+    KH_B: tl.constexpr, KW_B: tl.constexpr, SH_B: tl.constexpr, SW_B: tl.constexpr, PH_B: tl.constexpr,
+    PW_B: tl.constexpr, RELU_B: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # flattened program ids [0, tiles_a) are problem a's tiles (column blocks fastest), the rest problem b's
+    pid = tl.program_id(1).to(INDEX) * tl.num_programs(0) + tl.program_id(0)
+    num_n_a = tl.cdiv(C_OUT_A, BLOCK_N)
+    tiles_a = tl.cdiv(P, BLOCK_M) * num_n_a
+    if pid < tiles_a:
+        _conv_tile(x_ptr, wa_ptr, ba_ptr, outa_ptr, pid // num_n_a, pid % num_n_a,
+                   P, H, W, OH, OW, C_IN, C_OUT_A,
+                   stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+                   stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
+                   stride_ba,
+                   stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
+                   KH_A, KW_A, SH_A, SW_A, PH_A, PW_A, RELU_A, USE_DOT, PRECISION, ACC_DTYPE,
+                   BLOCK_M, BLOCK_N, BLOCK_K)
+    elif C_OUT_B > 0:
+        num_n_b = tl.cdiv(C_OUT_B, BLOCK_N)
+        pid_b = pid - tiles_a
+        pid_m = pid_b // num_n_b
+        if pid_m * BLOCK_M < P:  # a grid spilled onto axis 1 rounds up past the last tile
+            _conv_tile(x_ptr, wb_ptr, bb_ptr, outb_ptr, pid_m, pid_b % num_n_b,
+                       P, H, W, OH, OW, C_IN, C_OUT_B,
+                       stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+                       stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
+                       stride_bb,
+                       stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
+                       KH_B, KW_B, SH_B, SW_B, PH_B, PW_B, RELU_B, USE_DOT, PRECISION, ACC_DTYPE,
+                       BLOCK_M, BLOCK_N, BLOCK_K)
+
+
+def _problem(suffix, weight, bias, out, kernel, stride, padding, relu):
+    up = suffix.upper()
+    return {
+        f"w{suffix}_ptr": weight, f"b{suffix}_ptr": bias, f"out{suffix}_ptr": out, f"C_OUT_{up}": weight.shape[0],
+        **strides(f"w{suffix}", weight, "oihw"), f"stride_b{suffix}": 0 if bias is None else bias.stride(0),
+        **strides(f"out{suffix}", out),
+        f"KH_{up}": kernel[0], f"KW_{up}": kernel[1], f"SH_{up}": stride[0], f"SW_{up}": stride[1],
+        f"PH_{up}": padding[0], f"PW_{up}": padding[1], f"RELU_{up}": relu,
+    }
+
+
+def launch_conv2d_general(x, convs, *, allow_tf32=False, config=None) -> None:
+    """One launch running one or two convs on ``x``: ``convs`` is a list of one or two ``(weight, bias, out, kernel,
+    stride, padding, relu)``; each ``out[...] <- act(conv2d(x, weight, bias, stride, padding))``, with ``bias`` None
+    for none and ``relu`` a bool. Both outputs have the same (N, OH, OW). Any strides for every tensor. Unchecked."""
+    if not 1 <= len(convs) <= 2:
+        raise ValueError(f"one launch runs one or two convs, got {len(convs)}")
+    N, C_IN, H, W = x.shape
+    out_a = convs[0][2]
+    OH, OW = out_a.shape[2], out_a.shape[3]
+    P = N * OH * OW
+    if P == 0:
+        return
+    # an absent problem b repeats a's tensors with no channels: its tile range is empty
+    second = convs[1] if len(convs) == 2 else convs[0]
+    kwargs = dict(x_ptr=x, P=P, H=H, W=W, OH=OH, OW=OW, C_IN=C_IN, **strides("x", x),
+                  **_problem("a", *convs[0]), **_problem("b", *second),
+                  INDEX=index_dtype(x, *(c[2] for c in convs)), **mma_meta(x.dtype, allow_tf32))
+    if len(convs) == 1:
+        kwargs["C_OUT_B"] = 0
+    c_a, c_b = kwargs["C_OUT_A"], kwargs["C_OUT_B"]
+
+    def grid(META):
+        bn = META["BLOCK_N"]
+        return tile_grid(P, triton.cdiv(c_a, bn) * bn + c_b, META["BLOCK_M"], bn)
+
+    launch(_conv2d_general_kernel, grid, kwargs, config, INTERPRET_CONFIG)

@@ -1,0 +1,214 @@
+"""Any block program on the Triton kernels (the interpreter on a CPU) against the reference interpreter in float64:
+forward into NaN-poisoned outputs, gradients of the input and of every weight, both layouts, fp32 / fp16 / fp64,
+``out=`` slices, launch counts, no PyTorch compute in the forward, and batch invariance.
+
+The programs are the catalogue's block types with their channels divided (``shrunk``): the same branches, kernels,
+strides, pools and splits at a size the interpreter runs in seconds.
+"""
+import pytest
+import torch
+
+from fastinception import ProgramBlock
+from fastinception import programs as P
+from fastinception.ops.program_plan_triton import launch_count, run_program_triton, triton_plan
+from fastinception.ops.program_triton_function import program_triton
+from fastinception.program import BlockProgram, Branch, Conv
+from fastinception.program_reference import run_reference
+
+from helpers import (
+    ALLOCATION_AND_VIEW_OPS,
+    DEVICE,
+    FORMATS,
+    GPU_ONLY,
+    PROGRAM_CASES,
+    assert_close,
+    hand_written_weights,
+    make_input,
+    poisoned,
+    record_launches,
+    shrunk,
+)
+
+# every block type but the residual one (the triton backend refuses it), with wide convs narrowed
+CASES = {name: (shrunk(program, 8) if max(program.branch_channels) > 96 else program, side)
+         for name, (program, side) in PROGRAM_CASES.items() if program.residual is None}
+CASES["bn_block_max"] = (P.bn_inception_block(12, 4, (5, 6), (3, 7), 2, pool=P.BN_MAX_3X3), 6)
+CASES["v3_A_tv"] = (shrunk(P.inception_v3_a(24, 8), 8), 5)
+CASES["fid_E_1"] = (shrunk(P.inception_v3_e(16, P.AVG_3X3_EXCLUDE_PAD), 8), 4)
+CASES["v4_reduction_A"] = (shrunk(P.inception_v4_reduction_a(12), 8), 7)
+# more pointwise heads than one stem launch takes (four), and a max-pool prologue: two stem launches
+CASES["six_heads"] = (BlockProgram(10, tuple(Branch((Conv(c),)) for c in (3, 4, 5, 6, 7))
+                                     + (Branch((P.MAX_3X3, Conv(2))),)), 5)
+
+# launches of one forward, by block type: the stem, then one per remaining op (a two-conv split is one)
+LAUNCHES = {"v1": 3, "v3_A": 5, "fid_A": 5, "v3_A_tv": 5, "v3_B": 5, "v3_C": 8, "v3_D": 6, "v3_E": 5, "fid_E_1": 5,
+            "fid_E_2": 4, "bn_block": 5, "bn_block_max": 4, "bn_reduction": 5, "v4_C": 6, "v4_reduction_A": 5,
+            "six_heads": 2}
+
+
+def _weights(program, dtype, seed, grad=False):
+    pairs = hand_written_weights([s.weight_shape for s in program.conv_slots()], dtype, seed)
+    return [(w.to(DEVICE).requires_grad_(grad), b.to(DEVICE).requires_grad_(grad)) for w, b in pairs]
+
+
+def _reference(program, weights, x):
+    return run_reference(program, [(w.detach().double(), b.detach().double()) for w, b in weights],
+                         x.detach().double())
+
+
+def _poisoned_out(program, x, fmt):
+    h, w = program.out_size(x.shape[2], x.shape[3])
+    return poisoned((x.shape[0], program.out_channels, h, w), x.dtype, fmt, device=x.device)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_forward_launches_and_gradients_match_reference(name):
+    # fp32, channels-last: the forward into a NaN-poisoned out with its launch count and no PyTorch compute op, then
+    # the gradients of x and of every weight against float64
+    program, side = CASES[name]
+    weights = _weights(program, torch.float32, seed=side, grad=True)
+    x = make_input((2, program.in_channels, side, side), "nhwc", seed=3, device=DEVICE).requires_grad_()
+    out = _poisoned_out(program, x, "nhwc")
+    with record_launches() as log:
+        y = program_triton(program, weights, x, out)
+    assert log.launches == launch_count(program) == LAUNCHES[name]
+    assert [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS] == []
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    leaves64 = [t.detach().double().requires_grad_() for t in [x, *(t for pair in weights for t in pair)]]
+    want = run_reference(program, list(zip(leaves64[1::2], leaves64[2::2])), leaves64[0])
+    assert_close(y, want, torch.float32, f"{name} forward")
+    grad = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    want_grads = torch.autograd.grad(want, leaves64, grad)
+    got_grads = torch.autograd.grad(y, [x, *(t for pair in weights for t in pair)], grad.float())
+    for k, (g, w) in enumerate(zip(got_grads, want_grads)):
+        assert_close(g, w, torch.float32, f"{name} grad {k}")
+
+
+# the other dtypes and NCHW run the same kernels (NCHW x is copied to channels-last once): three block types with
+# every kind of launch between them in the default run, every type under -m slow
+QUICK = ("v3_C", "fid_E_2", "bn_reduction", "six_heads")
+DTYPE_LAYOUTS = [(torch.float32, "nchw"), (torch.float16, "nhwc"), (torch.bfloat16, "nhwc"), (torch.float64, "nhwc")]
+
+
+@pytest.mark.parametrize("dtype, fmt", [
+    pytest.param(dtype, fmt, id=f"{str(dtype)[6:]}-{fmt}", marks=[] if dtype == torch.float16 or fmt == "nchw"
+                 else pytest.mark.slow) for dtype, fmt in DTYPE_LAYOUTS])
+@pytest.mark.parametrize("name", [n if n in QUICK else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
+def test_forward_matches_reference(name, dtype, fmt):
+    program, side = CASES[name]
+    weights = _weights(program, dtype, seed=side)
+    x = make_input((2, program.in_channels, side, side), fmt, dtype, seed=len(name), device=DEVICE)
+    out = _poisoned_out(program, x, fmt)
+    assert run_program_triton(program, weights, x, out, allow_tf32=False) is out
+    assert out.is_contiguous(memory_format=FORMATS[fmt])
+    assert_close(out, _reference(program, weights, x), dtype, f"{name} forward")
+
+
+@pytest.mark.parametrize("name", ["v3_C", "fid_E_2", "bn_reduction"])
+def test_writes_only_its_slice_of_a_larger_buffer(name):
+    program, side = CASES[name]
+    weights = _weights(program, torch.float32, seed=1)
+    x = make_input((2, program.in_channels, side, side), "nhwc", seed=2, device=DEVICE)
+    h, w = program.out_size(side, side)
+    buf = poisoned((2, program.out_channels + 7, h, w), torch.float32, "nhwc", device=DEVICE)
+    out = buf[:, 3:3 + program.out_channels]
+    run_program_triton(program, weights, x, out, allow_tf32=False)
+    assert torch.isnan(buf[:, :3]).all() and torch.isnan(buf[:, 3 + program.out_channels:]).all()
+    assert_close(out, _reference(program, weights, x), torch.float32, name)
+
+
+def test_every_pointwise_conv_that_reads_x_is_in_the_stem():
+    # v3 A: the 1x1 branch, both reductions and the average pool's 1x1 (commuted) in one launch
+    plan = triton_plan(CASES["v3_A"][0])
+    (heads, pool_head), = plan.stem_launches()
+    assert [h.branch for h in heads] == [0, 1, 2, 3] and heads[3].commuted and pool_head is None
+    # GoogLeNet: the max pool is the prologue of the fourth column range of the same launch
+    (heads, pool_head), = triton_plan(CASES["v1"][0]).stem_launches()
+    assert len(heads) == 3 and pool_head.branch == 3
+
+
+@pytest.mark.parametrize("dtype, bound", [(torch.float32, 1e-6), (torch.float16, 1e-3)])
+def test_commuted_average_pool_rounds_like_the_uncommuted_branch(dtype, bound):
+    # avg_pool then 1x1 (PyTorch's order) and 1x1 then avg_pool (the kernels') differ by rounding only: both are
+    # measured against float64 on the pool branch alone
+    program = BlockProgram(32, (Branch((P.AVG_3X3_EXCLUDE_PAD, Conv(24)),),))
+    weights = _weights(program, dtype, seed=5)
+    x = make_input((2, 32, 9, 9), "nhwc", dtype, seed=6, device=DEVICE)
+    want = _reference(program, weights, x)
+    out = _poisoned_out(program, x, "nhwc")
+    run_program_triton(program, weights, x, out, allow_tf32=False)
+    pytorch_order = run_reference(program, weights, x)
+    kernels_err = (out.double() - want).abs().max().item() / want.abs().max().item()
+    pytorch_err = (pytorch_order.double() - want).abs().max().item() / want.abs().max().item()
+    assert kernels_err < bound and pytorch_err < bound, (kernels_err, pytorch_err)
+
+
+# Under the interpreter tl.dot is numpy's matmul, whose result for a row depends on the row's position in the tile
+# (its BLAS blocks rows): there fp64, whose products are summed in one fixed order per element, shows the kernels'
+# own invariance. On a GPU the tensor-core dot is checked in fp32.
+@pytest.mark.parametrize("dtype", [torch.float64, pytest.param(torch.float32, marks=GPU_ONLY)], ids=["fp64", "fp32"])
+def test_images_give_bitwise_the_same_result_in_any_batch(dtype):
+    program, side = CASES["fid_E_1"]
+    weights = _weights(program, dtype, seed=2)
+    images = make_input((5, program.in_channels, side, side), "nhwc", dtype, seed=7, device=DEVICE)
+
+    def run(x):
+        out = _poisoned_out(program, x, "nhwc")
+        return run_program_triton(program, weights, x, out, allow_tf32=False)
+
+    alone = torch.cat([run(images[i:i + 1]) for i in range(5)])
+    order = torch.randperm(5, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    shuffled = run(images[order].contiguous(memory_format=torch.channels_last))
+    assert torch.equal(shuffled, alone[order])
+    assert torch.equal(torch.cat([run(images[:3]), run(images[3:])]), alone)
+
+
+def test_out_sharing_x_receives_the_block_of_x():
+    program = BlockProgram(8, (Branch((Conv(4),)), Branch((P.MAX_3X3, Conv(4)))))
+    weights = _weights(program, torch.float32, seed=1)
+    buf = make_input((2, 8, 5, 5), "nhwc", seed=3, device=DEVICE)
+    want = _reference(program, weights, buf)
+    run_program_triton(program, weights, buf, buf, allow_tf32=False)
+    assert_close(buf, want, torch.float32, "out is x")
+
+
+def test_module_on_the_triton_backend_trains_into_an_out_slice():
+    program, side = CASES["v3_B"]
+    block = ProgramBlock(program, backend="triton", device=DEVICE)
+    x = make_input((2, program.in_channels, side, side), "nhwc", seed=4, device=DEVICE).requires_grad_()
+    h, w = program.out_size(side, side)
+    buf = torch.zeros(2, program.out_channels + 2, h, w, device=DEVICE, requires_grad=True)
+    big = buf * 1.0
+    y = block(x, out=big[:, 2:])
+    (y.square().sum() + big[:, :2].sum()).backward()
+    ref = ProgramBlock(program, backend="torch", device=DEVICE)
+    ref.load_state_dict(block.state_dict())
+    xr = x.detach().clone().requires_grad_()
+    ref(xr).square().sum().backward()
+    assert_close(x.grad, xr.grad, torch.float32, "x grad")
+    for (name, p), q in zip(block.named_parameters(), ref.parameters()):
+        assert_close(p.grad, q.grad, torch.float32, name)
+    assert torch.equal(buf.grad[:, :2], torch.ones_like(buf.grad[:, :2])) and not buf.grad[:, 2:].any()
+
+
+def test_residual_programs_refuse_the_triton_backend():
+    program, _ = PROGRAM_CASES["resnet_block8"]
+    with pytest.raises(ValueError, match="residual"):
+        ProgramBlock(program, backend="triton")
+    with pytest.raises(NotImplementedError, match="residual"):
+        triton_plan(program)
+
+
+def test_googlenets_block_on_the_general_plan_equals_its_own_kernels():
+    from fastinception import FastInception
+
+    torch.manual_seed(0)
+    block = FastInception(12, 8, (6, 8), (4, 6), 5, k2=3, k3=5, backend="triton").to(DEVICE)
+    p = block.params()
+    weights = [(p[i].detach(), p[i + 1].detach()) for i in range(0, 12, 2)]
+    x = make_input((2, 12, 6, 6), "nhwc", seed=5, device=DEVICE)
+    with torch.no_grad(), torch.backends.cudnn.flags(allow_tf32=False):
+        own = block(x)
+        general = run_program_triton(block.spec.program, weights, x, _poisoned_out(block.spec.program, x, "nhwc"),
+                                     allow_tf32=False)
+    assert_close(general, own, torch.float32, "GoogLeNet block, general plan against its own kernels")
