@@ -12,6 +12,7 @@ from fastinception.testing import rel_error
 from fastinception.v3_blocks import FastInceptionA, FastInceptionB, FastInceptionC, FastInceptionD, FastInceptionE
 
 from helpers import (
+    DEVICE,
     TVInceptionA,
     TVInceptionB,
     TVInceptionC,
@@ -61,6 +62,40 @@ def test_block_computes_trains_and_keeps_statistics_as_torchvisions(name, fmt, m
         assert rel_error(b.grad, a.grad) <= 1e-5, pname
     for (sname, a), b in zip(tv.state_dict().items(), fast.state_dict().values()):
         assert (torch.equal(a, b) if "num_batches" in sname else rel_error(b, a) <= 1e-5), sname
+
+
+@pytest.mark.parametrize("name", ["A", "B"])
+def test_in_eval_mode_the_triton_backend_folds_batchnorm_and_matches_torchvisions(name):
+    # forward and the gradients of x, every conv and every BatchNorm affine parameter
+    make_tv, make_fast, cin, side = PAIRS[name]
+    torch.manual_seed(0)
+    tv, fast = make_tv().eval(), make_fast().eval()
+    randomise_batchnorms(tv, seed=1)
+    fast.load_state_dict(tv.state_dict())
+    tv, fast = tv.to(DEVICE), fast.to(DEVICE)
+    fast.backend = "triton"
+    x = make_input((2, cin, side, side), "nhwc", seed=2, device=DEVICE)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with torch.backends.cudnn.flags(allow_tf32=False):
+        want, got = tv(xa), fast(xb)
+    g = torch.randn(want.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    want.backward(g)
+    got.backward(g)
+    assert rel_error(got, want) <= 1e-5, "forward"
+    assert rel_error(xb.grad, xa.grad) <= 1e-5, "grad x"
+    for (pname, a), b in zip(tv.named_parameters(), fast.parameters()):
+        assert rel_error(b.grad, a.grad) <= 1e-5, pname
+
+
+def test_the_triton_backend_refuses_batch_statistics_and_auto_uses_them():
+    make_tv, make_fast, cin, side = PAIRS["A"]
+    fast = make_fast()
+    fast.backend = "triton"
+    x = make_input((2, cin, side, side), "nhwc", seed=2)
+    with pytest.raises(ValueError, match="batch statistics"):
+        fast(x)
+    fast.backend = "auto"  # on a CPU tensor: the torch backend, which trains with batch statistics
+    assert fast(x).shape[1] == fast.program.out_channels
 
 
 def test_under_autocast_it_returns_the_autocast_dtype_as_torchvisions_block_does():
