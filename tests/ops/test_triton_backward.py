@@ -184,6 +184,7 @@ def _losses(model, steps, x, y):
     return losses
 
 
+@pytest.mark.slow
 def test_twenty_sgd_steps_follow_the_reference():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(8, 1, 4, 4, generator=g).to(DEVICE)  # tiny: every launch is interpreted on CPU
