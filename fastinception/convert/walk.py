@@ -95,8 +95,6 @@ def _build(module: nn.Module, style: str) -> FastInception:
 def _candidate(module: nn.Module, style: str, outcome, backend: str):
     """The fused block for a recognised block, proven by the probe; else the reason it is left alone."""
     if style == "inception_v3":
-        if backend == "triton":
-            return "the triton backend runs GoogLeNet's block only so far (convert with backend='auto' or 'torch')"
         weight = outcome.units[0].conv.weight
         return choose_program(module, outcome.candidates, fold_v3_block, weight.dtype, weight.device)
     try:
@@ -112,11 +110,10 @@ def convert(model: nn.Module, *, backend: str = "auto", report: bool = False):
     d2l-shaped blocks keep their weights, device, dtype and train/eval mode. torchvision-shaped GoogLeNet blocks
     and Inception-v3 blocks must be in eval mode (their BatchNorm is folded into the convolutions; in training
     mode this raises ``RuntimeError`` before anything is changed) and become FastInception blocks (GoogLeNet) or
-    ProgramBlock blocks (Inception-v3, on the torch backend: with ``backend="triton"`` they are left alone and
-    reported) in eval mode. Each swap is proven first: a float64 copy of the block and the fused block run once on
-    a small seeded input and must agree within the dtype's tolerance (for Inception-v3 blocks, the candidate
-    program that agrees is the one chosen). Blocks with hooks, with weights shared with the rest of the model, or
-    whose probe fails are left alone.
+    ProgramBlock blocks (Inception-v3 and the FID network's) in eval mode, on ``backend``. Each swap is proven
+    first: a float64 copy of the block and the fused block run once on a small seeded input and must agree within
+    the dtype's tolerance (for Inception-v3 blocks, the candidate program that agrees is the one chosen). Blocks
+    with hooks, with weights shared with the rest of the model, or whose probe fails are left alone.
 
     Returns ``model`` (or the new block when ``model`` itself is a block, which cannot be replaced in place);
     with ``report=True`` returns ``(model, ConversionReport)``, which lists the swapped blocks by qualified

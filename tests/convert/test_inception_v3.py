@@ -1,13 +1,23 @@
 """convert() on Inception-v3 blocks shaped as torchvision defines them, with torchvision's pools and with
 pytorch-fid's (same submodules, other pools in forward): each recognised, its pool found by the probe, BatchNorm
 folded, and the model's output unchanged."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from fastinception import ProgramBlock, convert
 
-from helpers import TVInceptionA, TVInceptionE, assert_close, make_input, randomise_batchnorms, tv_inception_v3_blocks
+from helpers import (
+    DEVICE,
+    TVInceptionA,
+    TVInceptionE,
+    assert_close,
+    make_input,
+    randomise_batchnorms,
+    tv_inception_v3_blocks,
+)
 
 TV_NAMES = ["InceptionA", "InceptionB", "InceptionC", "InceptionD", "InceptionE", "InceptionE"]
 FID_NAMES = ["FIDInceptionA", "InceptionB", "FIDInceptionC", "InceptionD", "FIDInceptionE_1", "FIDInceptionE_2"]
@@ -64,11 +74,16 @@ def test_training_mode_is_refused_before_anything_changes():
     assert list(model) == before
 
 
-def test_the_triton_backend_leaves_v3_blocks_alone_and_says_why():
-    model = torch.nn.Sequential(TVInceptionA(16, 8).eval())
-    converted, report = convert(model, backend="triton", report=True)
-    assert isinstance(converted[0], TVInceptionA)
-    assert "triton backend runs GoogLeNet's block only" in report.skipped[0].reason
+def test_converted_blocks_run_on_the_backend_asked_for():
+    torch.manual_seed(0)
+    block = TVInceptionA(16, 8).eval()
+    randomise_batchnorms(block, seed=1)
+    original = copy.deepcopy(block).to(DEVICE)
+    converted = convert(torch.nn.Sequential(block).to(DEVICE), backend="triton")
+    assert isinstance(converted[0], ProgramBlock) and converted[0].backend == "triton"
+    x = make_input((2, 16, 5, 5), "nhwc", seed=2, device=DEVICE)
+    with torch.no_grad(), torch.backends.cudnn.flags(allow_tf32=False):
+        assert_close(converted(x), original(x), torch.float32, "converted on the triton backend")
 
 
 def test_hooked_or_unknown_submodules_are_left_alone():
