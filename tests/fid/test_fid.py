@@ -20,7 +20,7 @@ from fastinception.fid import (
 )
 from fastinception.testing import rel_error
 
-from helpers import fid_state_dict, write_image_folder
+from helpers import GPU_ONLY, fid_state_dict, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,23 @@ def test_an_images_features_do_not_depend_on_its_batch(network):
         shuffled = torch.cat([network.features(images[order[i : i + 7]]) for i in (0, 7)])
     assert rel_error(singles, whole) <= BATCH_INVARIANCE_BOUND
     assert rel_error(shuffled, whole[order]) <= BATCH_INVARIANCE_BOUND
+
+
+@GPU_ONLY
+def test_on_the_triton_backend_features_are_bitwise_the_same_in_any_batch(state, monkeypatch):
+    # 50 images one by one, in shuffled batches of 7 and in one batch of 50; and the torch backend's features
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    network = FIDInceptionV3.from_state_dict(state, backend="triton").cuda()
+    images = torch.rand(50, 3, 29, 29, generator=torch.Generator().manual_seed(7)).cuda()
+    order = torch.randperm(50, generator=torch.Generator().manual_seed(8)).cuda()
+    with torch.no_grad():
+        whole = network.features(images)
+        singles = torch.cat([network.features(images[i : i + 1]) for i in range(50)])
+        shuffled = torch.cat([network.features(images[order[i : i + 7]]) for i in range(0, 50, 7)])
+        network.backend = "torch"
+        eager = network.features(images)
+    assert torch.equal(singles, whole) and torch.equal(shuffled, whole[order])
+    assert rel_error(whole, eager) <= 1e-5
 
 
 def test_fid_command_prints_the_fid_of_its_statistics(tmp_path, weights_file, network, capsys):
