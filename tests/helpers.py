@@ -30,6 +30,12 @@ from fastinception.fid.weights import BLOCK_KINDS
 from fastinception.kernels.common import interpreting
 from fastinception.program import Branch, Conv
 from fastinception.programs import FID_INCEPTION_BLOCKS, V3_STEM, V3_UNIT_NAMES
+from fastinception.reference_v3 import BasicConv2d
+from fastinception.reference_v3 import InceptionA as TVInceptionA
+from fastinception.reference_v3 import InceptionB as TVInceptionB
+from fastinception.reference_v3 import InceptionC as TVInceptionC
+from fastinception.reference_v3 import InceptionD as TVInceptionD
+from fastinception.reference_v3 import InceptionE as TVInceptionE
 from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
 
 __all__ = [
@@ -246,16 +252,6 @@ class D2LInception(nn.Module):
 # and BatchNorm statistics far from the defaults
 
 # convert must recognise these by structure alone.
-class BasicConv2d(nn.Module):
-    def __init__(self, in_channels, out_channels, **kwargs):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)), inplace=True)
-
-
 class TVInception(nn.Module):
     def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
         super().__init__()
@@ -325,108 +321,6 @@ class TVGoogLeNet(nn.Module):
         x = self.inception5b(self.inception5a(x))
         x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
         return (x, aux2, aux1) if self.training else x
-
-
-# Inception-v3's blocks as torchvision defines them (module names, shapes, forward), with pytorch-fid's variants
-# selected by ``pool``: "avg" (torchvision), "avg_exclude_pad" (FIDInceptionA, C, E_1), "max" (FIDInceptionE_2).
-def _pool_branch(x, pool):
-    if pool == "max":
-        return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
-    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=pool == "avg")
-
-
-class TVInceptionA(nn.Module):
-    def __init__(self, in_channels, pool_features, pool="avg"):
-        super().__init__()
-        self.branch1x1 = BasicConv2d(in_channels, 64, kernel_size=1)
-        self.branch5x5_1 = BasicConv2d(in_channels, 48, kernel_size=1)
-        self.branch5x5_2 = BasicConv2d(48, 64, kernel_size=5, padding=2)
-        self.branch3x3dbl_1 = BasicConv2d(in_channels, 64, kernel_size=1)
-        self.branch3x3dbl_2 = BasicConv2d(64, 96, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = BasicConv2d(96, 96, kernel_size=3, padding=1)
-        self.branch_pool = BasicConv2d(in_channels, pool_features, kernel_size=1)
-        self.pool = pool
-
-    def forward(self, x):
-        b5 = self.branch5x5_2(self.branch5x5_1(x))
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return torch.cat([self.branch1x1(x), b5, b3, self.branch_pool(_pool_branch(x, self.pool))], 1)
-
-
-class TVInceptionB(nn.Module):
-    def __init__(self, in_channels):
-        super().__init__()
-        self.branch3x3 = BasicConv2d(in_channels, 384, kernel_size=3, stride=2)
-        self.branch3x3dbl_1 = BasicConv2d(in_channels, 64, kernel_size=1)
-        self.branch3x3dbl_2 = BasicConv2d(64, 96, kernel_size=3, padding=1)
-        self.branch3x3dbl_3 = BasicConv2d(96, 96, kernel_size=3, stride=2)
-
-    def forward(self, x):
-        b3 = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
-        return torch.cat([self.branch3x3(x), b3, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
-
-
-class TVInceptionC(nn.Module):
-    def __init__(self, in_channels, channels_7x7, pool="avg"):
-        super().__init__()
-        c7 = channels_7x7
-        self.branch1x1 = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.branch7x7_1 = BasicConv2d(in_channels, c7, kernel_size=1)
-        self.branch7x7_2 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7_3 = BasicConv2d(c7, 192, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_1 = BasicConv2d(in_channels, c7, kernel_size=1)
-        self.branch7x7dbl_2 = BasicConv2d(c7, c7, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_3 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7dbl_4 = BasicConv2d(c7, c7, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7dbl_5 = BasicConv2d(c7, 192, kernel_size=(1, 7), padding=(0, 3))
-        self.branch_pool = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.pool = pool
-
-    def forward(self, x):
-        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
-        bd = x
-        for unit in (self.branch7x7dbl_1, self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                     self.branch7x7dbl_5):
-            bd = unit(bd)
-        return torch.cat([self.branch1x1(x), b7, bd, self.branch_pool(_pool_branch(x, self.pool))], 1)
-
-
-class TVInceptionD(nn.Module):
-    def __init__(self, in_channels):
-        super().__init__()
-        self.branch3x3_1 = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.branch3x3_2 = BasicConv2d(192, 320, kernel_size=3, stride=2)
-        self.branch7x7x3_1 = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.branch7x7x3_2 = BasicConv2d(192, 192, kernel_size=(1, 7), padding=(0, 3))
-        self.branch7x7x3_3 = BasicConv2d(192, 192, kernel_size=(7, 1), padding=(3, 0))
-        self.branch7x7x3_4 = BasicConv2d(192, 192, kernel_size=3, stride=2)
-
-    def forward(self, x):
-        b3 = self.branch3x3_2(self.branch3x3_1(x))
-        b7 = self.branch7x7x3_4(self.branch7x7x3_3(self.branch7x7x3_2(self.branch7x7x3_1(x))))
-        return torch.cat([b3, b7, F.max_pool2d(x, kernel_size=3, stride=2)], 1)
-
-
-class TVInceptionE(nn.Module):
-    def __init__(self, in_channels, pool="avg"):
-        super().__init__()
-        self.branch1x1 = BasicConv2d(in_channels, 320, kernel_size=1)
-        self.branch3x3_1 = BasicConv2d(in_channels, 384, kernel_size=1)
-        self.branch3x3_2a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3_2b = BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0))
-        self.branch3x3dbl_1 = BasicConv2d(in_channels, 448, kernel_size=1)
-        self.branch3x3dbl_2 = BasicConv2d(448, 384, kernel_size=3, padding=1)
-        self.branch3x3dbl_3a = BasicConv2d(384, 384, kernel_size=(1, 3), padding=(0, 1))
-        self.branch3x3dbl_3b = BasicConv2d(384, 384, kernel_size=(3, 1), padding=(1, 0))
-        self.branch_pool = BasicConv2d(in_channels, 192, kernel_size=1)
-        self.pool = pool
-
-    def forward(self, x):
-        b3 = self.branch3x3_1(x)
-        b3 = torch.cat([self.branch3x3_2a(b3), self.branch3x3_2b(b3)], 1)
-        bd = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
-        bd = torch.cat([self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd)], 1)
-        return torch.cat([self.branch1x1(x), b3, bd, self.branch_pool(_pool_branch(x, self.pool))], 1)
 
 
 def tv_inception_v3_blocks(fid: bool = False, in_channels: int = 16) -> nn.Sequential:
