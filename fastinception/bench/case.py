@@ -1,9 +1,10 @@
 """One benchmark case: check every contender against float64, then time the ones that are right.
 
-A case is a model (a GoogLeNet block at its ImageNet spatial size, or the whole network on 224x224 images),
-a pass (``fwd``: inference under no_grad; ``fwdbwd``: forward then the gradients of the input and every
-parameter for a random output gradient), a dtype and a batch size. A contender whose result is off by more
-than the dtype's tolerance is WRONG and is not timed: a wrong result never counts as a win.
+A case is a model (a GoogLeNet block at its ImageNet spatial size, an Inception-v3 block at its size in the 299x299
+network, or the whole GoogLeNet on 224x224 images), a pass (``fwd``: inference under no_grad; ``fwdbwd``: forward
+then the gradients of the input and every parameter for a random output gradient; Inception-v3 blocks ``fwd`` only,
+since converting them folds their BatchNorm), a dtype and a batch size. A contender whose result is off by more than
+the dtype's tolerance is WRONG and is not timed: a wrong result never counts as a win.
 
 CHECK_METHOD (stored with the results) says what is compared.
 """
@@ -17,11 +18,13 @@ import torch
 from torch import nn
 
 from ..models import GOOGLENET_BLOCKS, googlenet
+from ..programs import INCEPTION_V3_BLOCKS
 from ..reference import Inception
+from ..reference_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
 from ..spec import InceptionSpec
 from ..testing import REL_TOL, TF32_REL_TOL, float64_reference, rel_error
 from .contenders import CONTENDERS, LAYOUTS, UNAVAILABLE, Contender, parameters_by_reference_names
-from .roofline import block_bytes, block_flops, convolutions_use_tf32, floor_seconds, network_flops
+from .roofline import block_bytes, block_flops, convolutions_use_tf32, floor_seconds, network_flops, program_flops
 from .timing import measure, peak_memory_mib, ring_length
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -43,7 +46,7 @@ NETWORK_CLASSES = 1000
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    model: str  # a GOOGLENET_BLOCKS name, or "googlenet"
+    model: str  # a GOOGLENET_BLOCKS name, an Inception-v3 block (Mixed_5b .. Mixed_7c), or "googlenet"
     pass_: str
     dtype: str
     batch: int
@@ -54,6 +57,10 @@ class Case:
         return self.model == NETWORK
 
     @property
+    def is_v3_block(self) -> bool:
+        return self.model in V3_REFERENCES
+
+    @property
     def name(self) -> str:
         return f"{self.model}-{self.pass_}-{self.dtype}-b{self.batch}" + (f"-{self.size}px" if self.size else "")
 
@@ -61,6 +68,9 @@ class Case:
         if self.is_network:
             side = self.size or NETWORK_SIZE
             return (self.batch, 3, side, side)
+        if self.is_v3_block:
+            _, args, size = V3_REFERENCES[self.model]
+            return (self.batch, args[0], self.size or size, self.size or size)
         args, size = GOOGLENET_BLOCKS[self.model]
         side = self.size or size
         return (self.batch, args[0], side, side)
@@ -68,6 +78,9 @@ class Case:
     def build_reference(self, device: torch.device) -> nn.Module:
         if self.is_network:
             model = googlenet(NETWORK_CLASSES, 3)
+        elif self.is_v3_block:
+            kind, args, _ = V3_REFERENCES[self.model]
+            model = kind(*args)
         else:
             model = Inception(*GOOGLENET_BLOCKS[self.model][0])
         return model.to(device=device, dtype=DTYPES[self.dtype]).eval()
@@ -76,11 +89,13 @@ class Case:
         n, _, h, w = self.input_shape()
         if self.is_network:
             return network_flops(reference, self.input_shape()) * (1 if self.pass_ == "fwd" else 3)
+        if self.is_v3_block:
+            return program_flops(INCEPTION_V3_BLOCKS[self.model][0], n, h, w, self.pass_)
         spec = InceptionSpec.from_args(*GOOGLENET_BLOCKS[self.model][0])
         return block_flops(spec, n, h, w, self.pass_)
 
     def floor_bytes(self) -> dict | None:
-        if self.is_network:
+        if self.is_network or self.is_v3_block:
             return None
         n, _, h, w = self.input_shape()
         spec = InceptionSpec.from_args(*GOOGLENET_BLOCKS[self.model][0])

@@ -27,6 +27,7 @@ from ..cli import charts
 from ..cli.arguments import positive_float, positive_int, seed, thread_count
 from ..cli.errors import UsageError, prepare_out, report, too_large
 from ..models import GOOGLENET_BLOCKS
+from ..reference_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
 from .case import CHECK_METHOD, DTYPES, NETWORK, Case, Rates, run_case
 from .contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, LAYOUTS
 from .interpreter_check import interpreter_check
@@ -36,8 +37,10 @@ from .roofline import PASSES, ROOFLINE_MODEL, convolutions_use_tf32, measure_cop
 
 # Defaults: (short run, --full run), per device kind.
 # The default run stays short: torch.compile of each case costs tens of seconds on first use.
+V3_BLOCKS = list(V3_REFERENCES)
 GPU_DEFAULTS = {
     "blocks": (["3a", "4e", "5b"], list(GOOGLENET_BLOCKS)),
+    "v3_blocks": (["Mixed_5b", "Mixed_6b", "Mixed_7b"], V3_BLOCKS),
     "passes": (list(PASSES), list(PASSES)),
     "dtypes": (["fp16"], ["fp16", "bf16", "fp32"]),
     "batches": ([128], [1, 32, 128]),
@@ -45,6 +48,7 @@ GPU_DEFAULTS = {
 }
 CPU_DEFAULTS = {
     "blocks": (["3a", "4e", "5b"], list(GOOGLENET_BLOCKS)),
+    "v3_blocks": ([], ["Mixed_5b", "Mixed_6b", "Mixed_7b"]),
     "passes": (list(PASSES), list(PASSES)),
     "dtypes": (["fp32"], ["fp32"]),
     "batches": ([1], [1, 8]),
@@ -84,9 +88,12 @@ def _list(kind, choices=None, what: str | None = None):
 
 def _describe(defaults: dict, level: int) -> str:
     """A default selection in words, e.g. "blocks 3a,4e,5b, fwd and fwdbwd, fp16, batch 128"."""
-    blocks, passes, dtypes, batches = (defaults[k][level] for k in ("blocks", "passes", "dtypes", "batches"))
+    blocks, v3, passes, dtypes, batches = (defaults[k][level]
+                                           for k in ("blocks", "v3_blocks", "passes", "dtypes", "batches"))
     blocks = "the nine GoogLeNet blocks" if blocks == list(GOOGLENET_BLOCKS) else "blocks " + ",".join(blocks)
-    return (f"{blocks}, {' and '.join(passes)}, {'/'.join(dtypes)}, batch{'es' if len(batches) > 1 else ''} "
+    v3 = "" if not v3 else " (and every Inception-v3 block" if v3 == V3_BLOCKS else f" (and {','.join(v3)}"
+    v3 += ", fwd)" if v3 else ""
+    return (f"{blocks}{v3}, {' and '.join(passes)}, {'/'.join(dtypes)}, batch{'es' if len(batches) > 1 else ''} "
             f"{','.join(map(str, batches))}")
 
 
@@ -101,6 +108,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     blocks = ", ".join(GOOGLENET_BLOCKS)
     parser.add_argument("--blocks", type=_list(str, list(GOOGLENET_BLOCKS)),
                         help=f"comma-separated GoogLeNet blocks ({blocks}), 'all' or 'none'")
+    parser.add_argument("--v3-blocks", type=_list(str, V3_BLOCKS),
+                        help="comma-separated Inception-v3 blocks at their sizes in the 299x299 network "
+                        f"({', '.join(V3_BLOCKS)}), 'all' or 'none'; inference (fwd) only: the converted blocks "
+                        "fold BatchNorm")
     parser.add_argument("--passes", type=_list(str, PASSES),
                         help="comma-separated passes: fwd (inference), fwdbwd (forward + backward)")
     parser.add_argument("--dtypes", type=_list(str, list(DTYPES)), help="comma-separated dtypes: " + ", ".join(DTYPES))
@@ -163,8 +174,8 @@ def command_line(options: dict) -> str:
         return ",".join(map(str, values)) or "none"
 
     words = ["python -m fastinception bench"]
-    for key in ("blocks", "passes", "dtypes", "batches", "contenders"):
-        words.append(f"--{key} {joined(options[key])}")
+    for key in ("blocks", "v3_blocks", "passes", "dtypes", "batches", "contenders"):
+        words.append(f"--{key.replace('_', '-')} {joined(options[key])}")
     words.append(f"--layout {options['layout']}")
     if options["googlenet"]:
         words.append(f"--googlenet --googlenet-passes {joined(options['googlenet_passes'])} "
@@ -183,6 +194,9 @@ def _cases(options: dict) -> list[Case]:
         for batch in options["batches"]
         for block in options["blocks"]
     ]
+    if "fwd" in options["passes"]:
+        cases += [Case(block, "fwd", dtype, batch)
+                  for dtype in options["dtypes"] for batch in options["batches"] for block in options["v3_blocks"]]
     if options["googlenet"]:
         cases += [
             Case(NETWORK, pass_, dtype, batch)

@@ -12,6 +12,7 @@ import copy
 import torch
 from torch import nn
 
+from ..program import BlockProgram, Conv
 from ..spec import InceptionSpec
 from .timing import measure
 
@@ -32,18 +33,30 @@ ROOFLINE_MODEL = {
     "fastest of its timed runs; on CPU the faster of torch.matmul and the same GEMM as a 1x1 convolution",
     "copy_bandwidth": "a device-to-device tensor copy, bytes read plus bytes written, fastest of its timed runs",
     "networks": "whole-network cases report TFLOP/s (convolutions and the linear layer) but no floor",
+    "inception_v3_blocks": "Inception-v3 blocks report TFLOP/s (every conv of the block's program) but no floor",
 }
 
 
 def block_flops(spec: InceptionSpec, n: int, h: int, w: int, pass_: str = "fwd") -> int:
     """Multiply-adds x2 of the six convolutions of one block on an (n, Cin, h, w) input."""
-    per_pixel = (
-        spec.in_channels * (spec.c1 + spec.c2a + spec.c3a + spec.c4)
-        + spec.c2a * spec.c2b * spec.k2**2
-        + spec.c3a * spec.c3b * spec.k3**2
-    )
-    forward = 2 * n * h * w * per_pixel
-    return forward * _pass_factor(pass_)
+    return program_flops(spec.program, n, h, w, pass_)
+
+
+def program_flops(program: BlockProgram, n: int, h: int, w: int, pass_: str = "fwd") -> int:
+    """Multiply-adds x2 of every conv of a block program on an (n, Cin, h, w) input (pools not counted)."""
+    total = 0
+    for branch in program.branches:
+        channels, size = program.in_channels, (h, w)
+        for op in branch.ops:
+            out = op.out_size(*size)
+            if isinstance(op, Conv):
+                total += 2 * n * out[0] * out[1] * op.out_channels * channels * op.kernel[0] * op.kernel[1]
+                channels = op.out_channels
+            size = out
+        for conv in branch.split:
+            out = conv.out_size(*size)
+            total += 2 * n * out[0] * out[1] * conv.out_channels * channels * conv.kernel[0] * conv.kernel[1]
+    return total * _pass_factor(pass_)
 
 
 def _pass_factor(pass_: str) -> int:

@@ -269,3 +269,32 @@ def test_unknown_block_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--blocks", "3a,9z"])
     assert "unknown ['9z']" in capsys.readouterr().err
+
+
+def test_program_flops_by_hand_for_rectangular_strided_and_split_convs():
+    from fastinception.bench.roofline import program_flops
+    from fastinception.program import BlockProgram, Branch, Conv, Pool
+
+    # 1x1 (4 -> 3) on 6x6, then a 3x3 stride 2 (3 -> 2) to 2x2 beside a max pool; then a split of 1x3 and 3x1
+    program = BlockProgram(4, (Branch((Conv(3), Conv(2, 3, 2)), ()),
+                               Branch((Pool("max", 3, 2),)),
+                               Branch((Conv(2, 3, 2),), (Conv(1, (1, 3), padding=(0, 1)), Conv(1, (3, 1),
+                                                                                               padding=(1, 0))))))
+    # 2 x pixels x out x in x taps, per conv
+    one_by_one = 2 * 36 * 3 * 4
+    strided = 2 * 4 * 2 * 3 * 9  # 2x2 output pixels
+    strided_from_x = 2 * 4 * 2 * 4 * 9
+    split = 2 * (2 * 4 * 1 * 2 * 3)  # two convs, 2x2 pixels, 2 -> 1 channels, 3 taps
+    assert program_flops(program, 1, 6, 6) == one_by_one + strided + strided_from_x + split == 1968
+
+
+def test_inception_v3_blocks_run_inference_only(tmp_path, capsys):
+    assert main(["bench", "--blocks", "none", "--v3-blocks", "Mixed_7a", "--passes", "fwd,fwdbwd", "--dtypes",
+                 "fp32", "--batches", "1", "--target-ms", "5", "--no-interpreter-check", "--contenders",
+                 "eager-nchw,fast-torch", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    (case,) = results["cases"]
+    assert (case["model"], case["pass"], case["input_shape"]) == ("Mixed_7a", "fwd", [1, 768, 17, 17])
+    assert [r["status"] for r in case["contenders"]] == ["ok", "ok"] and case["ours"] == "fast-torch"
+    assert case["floor_ms"] is None and case["flops"] > 0
+    assert "--v3-blocks Mixed_7a" in results["command"]
