@@ -69,28 +69,30 @@ class InceptionV3(nn.Module):
     ``fid=True`` builds the FID network's blocks instead (pytorch-fid's pools: averages without the padding in A, C
     and the first E, a max-pool in the last E); pytorch-fid's feature extractor itself is ``fastinception.fid``.
     ``transform_input`` re-normalises ImageNet-normalised input as torchvision's does for its pretrained weights.
+    ``backend`` is every block's (``v3_blocks``: ``"auto"`` runs the Triton kernels on CUDA in eval mode).
     """
 
     def __init__(self, num_classes: int = 1000, *, transform_input: bool = False, dropout: float = 0.5,
-                 fid: bool = False, init_weights: bool = True):
+                 fid: bool = False, init_weights: bool = True, backend: str = "auto"):
         super().__init__()
         avg = AVG_3X3_EXCLUDE_PAD if fid else AVG_3X3
+        b = {"backend": backend}
         self.transform_input = transform_input
         for name, (out, cin, k, stride, padding) in V3_STEM.items():
             self.add_module(name, ConvBN(cin, out, k, stride, padding))
         self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2)
         self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.Mixed_5b = FastInceptionA(192, 32, avg)
-        self.Mixed_5c = FastInceptionA(256, 64, avg)
-        self.Mixed_5d = FastInceptionA(288, 64, avg)
-        self.Mixed_6a = FastInceptionB(288)
-        self.Mixed_6b = FastInceptionC(768, 128, avg)
-        self.Mixed_6c = FastInceptionC(768, 160, avg)
-        self.Mixed_6d = FastInceptionC(768, 160, avg)
-        self.Mixed_6e = FastInceptionC(768, 192, avg)
-        self.Mixed_7a = FastInceptionD(768)
-        self.Mixed_7b = FastInceptionE(1280, avg)
-        self.Mixed_7c = FastInceptionE(2048, MAX_3X3 if fid else AVG_3X3)
+        self.Mixed_5b = FastInceptionA(192, 32, avg, **b)
+        self.Mixed_5c = FastInceptionA(256, 64, avg, **b)
+        self.Mixed_5d = FastInceptionA(288, 64, avg, **b)
+        self.Mixed_6a = FastInceptionB(288, **b)
+        self.Mixed_6b = FastInceptionC(768, 128, avg, **b)
+        self.Mixed_6c = FastInceptionC(768, 160, avg, **b)
+        self.Mixed_6d = FastInceptionC(768, 160, avg, **b)
+        self.Mixed_6e = FastInceptionC(768, 192, avg, **b)
+        self.Mixed_7a = FastInceptionD(768, **b)
+        self.Mixed_7b = FastInceptionE(1280, avg, **b)
+        self.Mixed_7c = FastInceptionE(2048, MAX_3X3 if fid else AVG_3X3, **b)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(2048, num_classes)

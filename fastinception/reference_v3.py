@@ -130,3 +130,50 @@ INCEPTION_V3_BLOCKS = {
     "Mixed_6d": (InceptionC, (768, 160), 17), "Mixed_6e": (InceptionC, (768, 192), 17),
     "Mixed_7a": (InceptionD, (768,), 17), "Mixed_7b": (InceptionE, (1280,), 8), "Mixed_7c": (InceptionE, (2048,), 8),
 }
+
+
+class Inception3(nn.Module):
+    """torchvision's ``Inception3`` as inference runs it (no auxiliary classifier, no dropout): the stem, the eleven
+    blocks and the pooled classifier, under torchvision's names; ``fid=True`` takes pytorch-fid's block variants.
+    ``features(x)``: the 2048 pooled features before the classifier."""
+
+    def __init__(self, num_classes: int = 1000, fid: bool = False):
+        super().__init__()
+        self.fid = fid
+        self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
+        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
+        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
+        self.maxpool1 = nn.MaxPool2d(kernel_size=3, stride=2)
+        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
+        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
+        self.maxpool2 = nn.MaxPool2d(kernel_size=3, stride=2)
+        avg = "avg_exclude_pad" if fid else "avg"
+        for name, (kind, args, _) in INCEPTION_V3_BLOCKS.items():
+            pool = ("max" if fid else "avg") if name == "Mixed_7c" else avg
+            self.add_module(name, kind(*args, pool) if kind in (InceptionA, InceptionC, InceptionE) else kind(*args))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(2048, num_classes)
+
+    def features(self, x):
+        x = self.maxpool1(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))))
+        x = self.maxpool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
+        for name in INCEPTION_V3_BLOCKS:
+            x = getattr(self, name)(x)
+        return torch.flatten(self.avgpool(x), 1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
+
+
+class FIDFeatures(nn.Module):
+    """pytorch-fid's 2048-dimensional feature extractor: images resized to 299x299 (bilinear, align_corners=False),
+    mapped by 2x - 1, then ``Inception3(1008, fid=True).features``; ``net.state_dict()`` is in the layout of
+    pytorch-fid's weights file."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = Inception3(1008, fid=True)
+
+    def forward(self, images):
+        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=False)
+        return self.net.features(2 * x - 1)

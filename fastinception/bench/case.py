@@ -1,9 +1,10 @@
 """One benchmark case: check every contender against float64, then time the ones that are right.
 
 A case is a model (a GoogLeNet block at its ImageNet spatial size, an Inception-v3 block at its size in the 299x299
-network, or the whole GoogLeNet on 224x224 images), a pass (``fwd``: inference under no_grad; ``fwdbwd``: forward
-then the gradients of the input and every parameter for a random output gradient; Inception-v3 blocks ``fwd`` only,
-since converting them folds their BatchNorm), a dtype and a batch size. A contender whose result is off by more than
+network, or a whole network: GoogLeNet on 224x224 images, Inception-v3 or the FID feature extractor on 299x299), a
+pass (``fwd``: inference under no_grad; ``fwdbwd``: forward then the gradients of the input and every parameter for
+a random output gradient; Inception-v3 blocks and the FID network ``fwd`` only, since converting them folds their
+BatchNorm), a dtype and a batch size. A contender whose result is off by more than
 the dtype's tolerance is WRONG and is not timed: a wrong result never counts as a win.
 
 CHECK_METHOD (stored with the results) says what is compared.
@@ -21,6 +22,7 @@ from ..models import GOOGLENET_BLOCKS, googlenet
 from ..programs import INCEPTION_V3_BLOCKS
 from ..reference import Inception
 from ..reference_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
+from ..reference_v3 import FIDFeatures, Inception3
 from ..spec import InceptionSpec
 from ..testing import REL_TOL, TF32_REL_TOL, float64_reference, rel_error
 from .contenders import CONTENDERS, LAYOUTS, UNAVAILABLE, Contender, parameters_by_reference_names
@@ -40,13 +42,21 @@ CHECK_METHOD = (
 )
 
 NETWORK = "googlenet"
-NETWORK_SIZE = 224
 NETWORK_CLASSES = 1000
+# whole networks: input side, and the reference model (torchvision's Inception-v3 and pytorch-fid's extractor as
+# ``reference_v3`` writes them)
+NETWORKS = {
+    NETWORK: (224, lambda: googlenet(NETWORK_CLASSES, 3)),
+    "inception_v3": (299, lambda: Inception3(NETWORK_CLASSES)),
+    "fid": (299, FIDFeatures),
+}
+# models whose converted contenders fold BatchNorm: inference only
+INFERENCE_ONLY = ("fid",)
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    model: str  # a GOOGLENET_BLOCKS name, an Inception-v3 block (Mixed_5b .. Mixed_7c), or "googlenet"
+    model: str  # a GOOGLENET_BLOCKS name, an Inception-v3 block (Mixed_5b .. Mixed_7c), or one of NETWORKS
     pass_: str
     dtype: str
     batch: int
@@ -54,7 +64,7 @@ class Case:
 
     @property
     def is_network(self) -> bool:
-        return self.model == NETWORK
+        return self.model in NETWORKS
 
     @property
     def is_v3_block(self) -> bool:
@@ -66,7 +76,7 @@ class Case:
 
     def input_shape(self) -> tuple:
         if self.is_network:
-            side = self.size or NETWORK_SIZE
+            side = self.size or NETWORKS[self.model][0]
             return (self.batch, 3, side, side)
         if self.is_v3_block:
             _, args, size = V3_REFERENCES[self.model]
@@ -77,7 +87,7 @@ class Case:
 
     def build_reference(self, device: torch.device) -> nn.Module:
         if self.is_network:
-            model = googlenet(NETWORK_CLASSES, 3)
+            model = NETWORKS[self.model][1]()
         elif self.is_v3_block:
             kind, args, _ = V3_REFERENCES[self.model]
             model = kind(*args)

@@ -28,7 +28,7 @@ from ..cli.arguments import positive_float, positive_int, seed, thread_count
 from ..cli.errors import UsageError, prepare_out, report, too_large
 from ..models import GOOGLENET_BLOCKS
 from ..reference_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
-from .case import CHECK_METHOD, DTYPES, NETWORK, Case, Rates, run_case
+from .case import CHECK_METHOD, DTYPES, INFERENCE_ONLY, NETWORK, NETWORKS, Case, Rates, run_case
 from .contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, LAYOUTS
 from .interpreter_check import interpreter_check
 from .machine import machine_info
@@ -38,6 +38,9 @@ from .roofline import PASSES, ROOFLINE_MODEL, convolutions_use_tf32, measure_cop
 # Defaults: (short run, --full run), per device kind.
 # The default run stays short: torch.compile of each case costs tens of seconds on first use.
 V3_BLOCKS = list(V3_REFERENCES)
+# pytorch-fid's default batch is 50; 200 fills a large GPU better
+FID_BATCHES = [50, 200]
+FID_CPU_BATCHES = [2]
 GPU_DEFAULTS = {
     "blocks": (["3a", "4e", "5b"], list(GOOGLENET_BLOCKS)),
     "v3_blocks": (["Mixed_5b", "Mixed_6b", "Mixed_7b"], V3_BLOCKS),
@@ -130,11 +133,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     layout.add_argument("--nchw", dest="layout", action="store_const", const="nchw", help="same as --layout nchw")
     parser.add_argument("--googlenet", action="store_true",
                         help="also time whole GoogLeNet (224x224, 1000 classes): inference (fwd) images/s and "
-                        "training step (fwdbwd)")
+                        "training step (fwdbwd); the same as --model googlenet")
+    parser.add_argument("--model", type=_list(str, list(NETWORKS)), default=[],
+                        help="comma-separated whole networks to time as well: googlenet, inception_v3 (torchvision's, "
+                        "299x299: inference and training step) and fid (pytorch-fid's 2048-feature extractor: "
+                        "feature extraction only)")
     parser.add_argument("--googlenet-passes", type=_list(str, PASSES),
-                        help="passes for --googlenet (default: --passes)")
+                        help="passes of the whole networks (default: --passes)")
     parser.add_argument("--googlenet-batches", type=_list(positive_int),
-                        help="batches for --googlenet (default: --batches)")
+                        help="batches of googlenet and inception_v3 (default: --batches)")
+    parser.add_argument("--fid-batches", type=_list(positive_int),
+                        help="batches of fid (default 50,200; 2 on a CPU)")
     parser.add_argument("--full", action="store_true",
                         help=f"the full matrix where an option is not given (GPU: {_describe(GPU_DEFAULTS, 1)}; "
                         f"CPU: {_describe(CPU_DEFAULTS, 1)})")
@@ -156,9 +165,10 @@ def _resolve(args: argparse.Namespace, device: torch.device) -> dict:
     chosen = {k: getattr(args, k) if getattr(args, k) is not None else list(v[level]) for k, v in defaults.items()}
     if args.max_autotune and "compile-max" not in chosen["contenders"]:
         chosen["contenders"].append("compile-max")
-    chosen["googlenet"] = args.googlenet
+    chosen["models"] = [m for m in NETWORKS if m in args.model or (m == NETWORK and args.googlenet)]
     chosen["googlenet_passes"] = args.googlenet_passes or chosen["passes"]
     chosen["googlenet_batches"] = args.googlenet_batches or chosen["batches"]
+    chosen["fid_batches"] = args.fid_batches or (FID_BATCHES if device.type == "cuda" else FID_CPU_BATCHES)
     chosen["layout"] = args.layout
     chosen["target_ms"] = args.target_ms or (250.0 if device.type == "cuda" else 200.0)
     chosen["seed"] = args.seed
@@ -177,9 +187,10 @@ def command_line(options: dict) -> str:
     for key in ("blocks", "v3_blocks", "passes", "dtypes", "batches", "contenders"):
         words.append(f"--{key.replace('_', '-')} {joined(options[key])}")
     words.append(f"--layout {options['layout']}")
-    if options["googlenet"]:
-        words.append(f"--googlenet --googlenet-passes {joined(options['googlenet_passes'])} "
-                     f"--googlenet-batches {joined(options['googlenet_batches'])}")
+    if options["models"]:
+        words.append(f"--model {joined(options['models'])} --googlenet-passes {joined(options['googlenet_passes'])} "
+                     f"--googlenet-batches {joined(options['googlenet_batches'])} "
+                     f"--fid-batches {joined(options['fid_batches'])}")
     words.append(f"--target-ms {options['target_ms']:g} --seed {options['seed']} --threads {options['threads']}")
     if not options["interpreter_check"]:
         words.append("--no-interpreter-check")
@@ -197,12 +208,14 @@ def _cases(options: dict) -> list[Case]:
     if "fwd" in options["passes"]:
         cases += [Case(block, "fwd", dtype, batch)
                   for dtype in options["dtypes"] for batch in options["batches"] for block in options["v3_blocks"]]
-    if options["googlenet"]:
+    for model in options["models"]:
+        inference = model in INFERENCE_ONLY
         cases += [
-            Case(NETWORK, pass_, dtype, batch)
-            for pass_ in options["googlenet_passes"]
+            Case(model, pass_, dtype, batch)
+            for pass_ in (["fwd"] if inference else options["googlenet_passes"])
             for dtype in options["dtypes"]
-            for batch in options["googlenet_batches"]
+            for batch in (options["fid_batches"] if model == "fid" else options["googlenet_batches"])
+            if pass_ == "fwd" or not inference
         ]
     return cases
 
@@ -223,7 +236,8 @@ def write_charts(results: dict, out: Path) -> list[str]:
     written = []
     groups: dict[tuple, list[dict]] = {}
     for case in results["cases"]:
-        key = ("googlenet", case["pass"]) if case["model"] == NETWORK else (case["pass"], case["dtype"], case["batch"])
+        network = case["model"] in NETWORKS
+        key = ("network", case["model"], case["pass"]) if network else (case["pass"], case["dtype"], case["batch"])
         groups.setdefault(key, []).append(case)
     for key, cases in groups.items():
         ours = {c["ours"] for c in cases} - {None}
@@ -234,15 +248,15 @@ def write_charts(results: dict, out: Path) -> list[str]:
             continue
         ours_label = "/".join(dict.fromkeys(r["label"] for c in cases for r in c["contenders"]
                                             if r["name"] == c["ours"]))
-        labels = [c["model"] if key[0] != "googlenet" else f"{c['dtype']} b{c['batch']}" for c in cases]
+        labels = [c["model"] if key[0] != "network" else f"{c['dtype']} b{c['batch']}" for c in cases]
         series = {}
         for name in names:
             label = CONTENDERS[name].label if name in CONTENDERS else name
             speedups = [next((r["speedup"] for r in c["contenders"] if r["name"] == name), None) for c in cases]
             series[f"vs {label}"] = [math.nan if v is None else v for v in speedups]  # not timed: no bar
-        if key[0] == "googlenet":
-            title = f"{ours_label} speed-up, GoogLeNet {key[1]} ({where})"
-            filename = f"speedup-googlenet-{key[1]}.png"
+        if key[0] == "network":
+            title = f"{ours_label} speed-up, {key[1]} {key[2]} ({where})"
+            filename = f"speedup-{key[1]}-{key[2]}.png"
         else:
             title = f"{ours_label} speed-up, {key[0]} {key[1]} batch {key[2]} ({where})"
             filename = f"speedup-{key[0]}-{key[1]}-b{key[2]}.png"
@@ -313,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
             except (RuntimeError, TypeError, MemoryError) as e:  # the inputs and float64 reference, not contenders
                 if (reason := too_large(e, device)) is None:
                     raise
-                batches = "--googlenet-batches" if case.model == NETWORK else "--batches"
+                batches = ("--fid-batches" if case.model == "fid" else "--googlenet-batches" if case.is_network
+                           else "--batches")
                 oversized = f"{case.model} {case.pass_} {case.dtype} batch {case.batch}: {reason}; lower {batches}"
                 break
             results["cases"].append(record)

@@ -1,8 +1,9 @@
-"""What the benchmarks compare: ways to run a reference-shaped model (one Inception block, or GoogLeNet).
+"""What the benchmarks compare: ways to run a reference-shaped model (one Inception block, or a whole network).
 
 Each contender builds, from the reference model (already in the benchmark's dtype and device), the module it
 times, and names the memory format its input arrives in. FastInception contenders convert a copy of the
-reference, so every contender computes with the same weights.
+reference (blocks, GoogLeNet), or load its weights into fastinception's own model (Inception-v3, the FID
+extractor), so every contender computes with the same weights.
 """
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ import torch
 from torch import nn
 
 from ..convert import convert
+from ..fid.network import FIDInceptionV3
 from ..kernels.common import require_launchable
+from ..models import inception_v3
+from ..reference_v3 import FIDFeatures, Inception3
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -70,9 +74,23 @@ def _fast(backend: str):
     def build(model: nn.Module, layout: str) -> nn.Module:
         if backend == "triton":
             _require_triton(model)
+        if isinstance(model, (Inception3, FIDFeatures)):
+            return _fast_network(model, backend).to(memory_format=LAYOUTS[layout])
         return convert(_in_layout(model, layout), backend=backend)
 
     return build
+
+
+def _fast_network(model: nn.Module, backend: str) -> nn.Module:
+    """fastinception's own model with the weights of a reference Inception-v3 or FID extractor: ``inception_v3()``
+    (the same parameter names, so gradients compare by name) or ``FIDInceptionV3`` (BatchNorm folded)."""
+    weight = model.Conv2d_1a_3x3.conv.weight if isinstance(model, Inception3) else model.net.Conv2d_1a_3x3.conv.weight
+    if isinstance(model, FIDFeatures):
+        fast = FIDInceptionV3.from_state_dict(model.net.state_dict(), backend=backend)
+    else:
+        fast = inception_v3(model.fc.out_features, fid=model.fid, backend=backend)
+        fast.load_state_dict(model.state_dict())
+    return fast.to(device=weight.device, dtype=weight.dtype).train(model.training)
 
 
 CONTENDERS = {

@@ -7,13 +7,14 @@ time (100% would be a kernel at the machine's limits).
 """
 from __future__ import annotations
 
+from .case import NETWORKS
 from .machine import describe
 
 PASS_TITLES = {
     ("block", "fwd"): "Inception blocks, forward (inference)",
     ("block", "fwdbwd"): "Inception blocks, forward + backward",
-    ("network", "fwd"): "GoogLeNet 224x224, 1000 classes: inference",
-    ("network", "fwdbwd"): "GoogLeNet 224x224, 1000 classes: training step (forward + backward)",
+    ("network", "fwd"): "Whole networks (GoogLeNet 224x224, Inception-v3 and FID features 299x299): inference",
+    ("network", "fwdbwd"): "Whole networks: training step (forward + backward)",
 }
 
 
@@ -27,7 +28,7 @@ def tables(results: dict) -> list[tuple[str, list[str], list[list[str]], list[st
     out = []
     for (kind, pass_), title in PASS_TITLES.items():
         cases = [c for c in results["cases"]
-                 if c["pass"] == pass_ and (c["model"] == "googlenet") == (kind == "network")]
+                 if c["pass"] == pass_ and (c["model"] in NETWORKS) == (kind == "network")]
         if not cases:
             continue
         network = kind == "network"

@@ -220,13 +220,15 @@ def test_saved_command_repeats_the_run():
     parser = argparse.ArgumentParser()
     bench.add_arguments(parser)
     args = parser.parse_args(["--blocks", "3a,5b", "--batches", "2", "--googlenet", "--max-autotune", "--nchw",
-                              "--target-ms", "7.5", "--seed", "3", "--threads", "1", "--no-interpreter-check"])
+                              "--target-ms", "7.5", "--seed", "3", "--threads", "1", "--no-interpreter-check",
+                              "--model", "fid", "--v3-blocks", "Mixed_6a"])
     for device in (torch.device("cpu"), torch.device("cuda")):
         options = bench._resolve(args, device)
         command = bench.command_line(options)
         words = command.split()
         assert words[:4] == ["python", "-m", "fastinception", "bench"]
-        for option in ("--target-ms 7.5", "--seed 3", "--threads 1", "--layout nchw", "--no-interpreter-check"):
+        for option in ("--target-ms 7.5", "--seed 3", "--threads 1", "--layout nchw", "--no-interpreter-check",
+                       "--model googlenet,fid", "--v3-blocks Mixed_6a"):
             assert option in command, option
         assert bench._resolve(parser.parse_args(words[4:]), device) == options
 
@@ -298,3 +300,18 @@ def test_inception_v3_blocks_run_inference_only(tmp_path, capsys):
     assert [r["status"] for r in case["contenders"]] == ["ok", "ok"] and case["ours"] == "fast-torch"
     assert case["floor_ms"] is None and case["flops"] > 0
     assert "--v3-blocks Mixed_7a" in results["command"]
+
+
+@pytest.mark.parametrize("model, passes", [("fid", ["fwd"]),
+                                           pytest.param("inception_v3", ["fwd", "fwdbwd"], marks=pytest.mark.slow)])
+def test_whole_inception_v3_and_the_fid_extractor(tmp_path, model, passes):
+    # the fid extractor is timed for feature extraction only, whatever --passes says
+    assert main(["bench", "--blocks", "none", "--model", model, "--passes", "fwd,fwdbwd", "--dtypes", "fp32",
+                 "--googlenet-batches", "1", "--fid-batches", "1", "--target-ms", "5", "--no-interpreter-check",
+                 "--contenders", "eager-nchw,fast-torch", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [(c["model"], c["pass"], c["input_shape"]) for c in results["cases"]] == [
+        (model, p, [1, 3, 299, 299]) for p in passes]
+    for case in results["cases"]:
+        assert [r["status"] for r in case["contenders"]] == ["ok", "ok"] and case["ours"] == "fast-torch"
+    assert (tmp_path / "results.md").read_text().count(f"{model} ") >= 2 * len(passes)

@@ -55,6 +55,20 @@ def test_features_equal_pytorch_fids(weights, dims):
     assert rel_error(got, want) <= 1e-5
 
 
+def test_the_benchmarks_eager_fid_extractor_is_pytorch_fids(weights):
+    # reference_v3.FIDFeatures, the eager baseline of `bench --model fid`, written from pytorch-fid's source
+    from fastinception.reference_v3 import FIDFeatures
+
+    theirs = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    ours = FIDFeatures().eval()
+    ours.net.load_state_dict(torch.load(weights, weights_only=True))
+    images = torch.rand(2, 3, 40, 52, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        want = theirs(images)[0].flatten(1)
+        got = ours(images)
+    assert rel_error(got, want) <= 1e-6
+
+
 def _fid_printed(capsys) -> float:
     out = capsys.readouterr().out
     line = [line for line in out.splitlines() if line.startswith("FID:  ")]
