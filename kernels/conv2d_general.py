@@ -88,13 +88,21 @@ GENERAL_CONV_CONFIGS = [
     _config(128, 32, 16, 4, 4),
     _config(64, 32, 16, 4, 3),
 ]
-GENERAL_CONV_IEEE_CONFIGS = [_config(128, 32, 16, 4, 4), _config(64, 32, 16, 4, 3)]
+# fp32 without tf32 (tl.dot on CUDA cores, operands in registers): tiles that do not spill on sm_90 (offline compiles
+# of the v3 blocks' convs; 64x32x16 with 4 warps spilled 48-72 bytes)
+GENERAL_CONV_IEEE_CONFIGS = [_config(128, 32, 16, 4, 4), _config(64, 32, 16, 8, 3)]
+# tf32 holds fp32 operands: 64x128x32 with 4 warps spilled (32 bytes, the 7x1 conv of v3's C block)
+# (copies: FitPrune tells the lists apart by identity)
+GENERAL_CONV_TF32_CONFIGS = [_config(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps,
+                                     c.num_stages)
+                             for c in GENERAL_CONV_CONFIGS
+                             if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps) != (64, 128, 4)]
 
 _SHAPE_KEYS = ["KH", "KW", "SH", "SW", "PH", "PW", "RELU"]
 
 
 @triton.autotune(
-    configs=GENERAL_CONV_CONFIGS + GENERAL_CONV_IEEE_CONFIGS + FP64_CONFIGS,
+    configs=GENERAL_CONV_CONFIGS + GENERAL_CONV_IEEE_CONFIGS + GENERAL_CONV_TF32_CONFIGS + FP64_CONFIGS,
     # no pixel count: the tiling (and so every pixel's summation order) must not depend on the batch
     key=["C_IN", "C_OUT_A", "C_OUT_B", "H", "W", "OH", "OW", "stride_x_c", "stride_outa_c", "stride_outb_c"]
     + [k + "_A" for k in _SHAPE_KEYS] + [k + "_B" for k in _SHAPE_KEYS],
@@ -102,7 +110,7 @@ _SHAPE_KEYS = ["KH", "KW", "SH", "SW", "PH", "PW", "RELU"]
         stage_elems=lambda m, n, k: m * k + k * n,
         dtype_arg="x_ptr",
         extents=lambda a: {"BLOCK_N": max(a["C_OUT_A"], a["C_OUT_B"]), "BLOCK_K": a["C_IN"]},
-        precision_configs={"ieee": GENERAL_CONV_IEEE_CONFIGS},
+        precision_configs={"ieee": GENERAL_CONV_IEEE_CONFIGS, "tf32": GENERAL_CONV_TF32_CONFIGS},
         output_channel_strides=("stride_outa_c",),
     )},
 )

@@ -155,7 +155,9 @@ def launch_pointwise_stem(x, segments, pool=None, *, allow_tf32=False, config=No
     padded = [(w, b, d, relu) for w, (_, b, d, relu) in zip(weights, segments)]
     padded += [(filler[0], None, filler[2], False)] * (SEGMENTS - len(padded))
     counts = [w.shape[0] for w, *_ in segments] + [0] * (SEGMENTS - len(segments))
-    wp, bp, dp = pool if pool is not None else (padded[0][0], None, padded[0][2])
+    # without a pool segment its column range is empty, but the compiled kernel still has its code: any tensor
+    # stands in for its pointers
+    wp, bp, dp = pool if pool is not None else (padded[0][0], padded[0][0], padded[0][2])
     cp = pool[0].shape[0] if pool is not None else 0
     if P == 0 or sum(counts) + cp == 0:
         return
