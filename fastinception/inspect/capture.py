@@ -34,6 +34,9 @@ from .. import kernels
 from ..kernels import common, conv2d_backward
 from ..kernels import launch as launch_module
 from ..layer import FastInception
+from ..ops import program_triton_function
+from ..program import BlockProgram
+from ..program_block import ProgramBlock
 from .compile import jit_function
 from .occupancy import Target
 
@@ -69,6 +72,16 @@ def variant(kwargs: dict) -> str:
     (``C_IN``/``C_OUT``, or ``_A``/``_B`` for a pair; a reduction's ``C_TOT``), ``+mask`` when a ReLU mask is
     written (training), ``atomic`` for the float-atomic weight-gradient path and the one-row reduction after it."""
     parts = []
+    for suffix in ("_A", "_B"):  # a general conv (one, or a split's two): kernel, stride, channels
+        if kwargs.get(f"KH{suffix}") is not None and kwargs.get(f"C_OUT{suffix}"):
+            parts.append(f"{kwargs[f'KH{suffix}']}x{kwargs[f'KW{suffix}']}/s{kwargs[f'SH{suffix}']} "
+                         f"{kwargs['C_IN']}->{kwargs[f'C_OUT{suffix}']}")
+    if "C0" in kwargs:  # the pointwise stem: its segments, and a max-pool prologue's channels
+        heads = "+".join(str(kwargs[f"C{k}"]) for k in range(4) if kwargs[f"C{k}"])
+        parts.append(f"1x1 {kwargs['C_IN']}->{heads}" + (f" pool->{kwargs['CP']}" if kwargs["CP"] else ""))
+    if "IS_MAX" in kwargs:
+        parts.append(f"{'max' if kwargs['IS_MAX'] else 'avg'} {kwargs['KH']}x{kwargs['KW']}/s{kwargs['SH']} "
+                     f"{kwargs['C']}" + (" +bias" if kwargs.get("b_ptr") is not None else ""))
     for suffix in ("", "_A", "_B"):
         c_in, c_out = kwargs.get(f"C_IN{suffix}"), kwargs.get(f"C_OUT{suffix}", kwargs.get(f"C_TOT{suffix}"))
         if c_in is not None and c_out is not None:
@@ -180,10 +193,24 @@ def recording(target: Target):
             setattr(m, name, value)
 
 
-def run_block(block_args: tuple, size: int, batch: int, dtype: torch.dtype, layout, allow_tf32: bool) -> None:
+def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, allow_tf32: bool) -> None:
     """Every launch path of the triton backend: for the branches serial and grouped, an inference forward, and a
     training forward and the backward of the input and every parameter, deterministic and with atomics. The block
-    and the input are in ``layout``, as ``model.to(memory_format=...)`` and the benchmarks put them."""
+    and the input are in ``layout``, as ``model.to(memory_format=...)`` and the benchmarks put them. A block
+    program (``block_args`` a ``BlockProgram``) runs its inference forward: its backward launches no kernel."""
+    if isinstance(block_args, BlockProgram):
+        program = ProgramBlock(block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
+        program = program.to(memory_format=layout)
+        x = torch.empty((batch, block_args.in_channels, size, size), dtype=dtype).contiguous(memory_format=layout)
+        # on a GPU the choice follows torch.backends.cudnn.allow_tf32; on these CPU tensors it would be False
+        saved = program_triton_function.tf32_allowed
+        program_triton_function.tf32_allowed = lambda t: allow_tf32 and t.dtype == torch.float32
+        try:
+            with torch.no_grad():
+                program(x)
+        finally:
+            program_triton_function.tf32_allowed = saved
+        return
     block = FastInception(*block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
     block = block.to(memory_format=layout)
     x = torch.empty((batch, block_args[0], size, size), dtype=dtype).contiguous(memory_format=layout)

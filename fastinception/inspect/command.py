@@ -23,6 +23,8 @@ from ..cli.arguments import positive_int
 from ..cli.errors import UsageError, report
 from ..cli.progress import available, progress_bar
 from ..models import GOOGLENET_BLOCKS
+from ..program import BlockProgram
+from ..programs import INCEPTION_V3_BLOCKS
 from .occupancy import TARGETS, occupancy
 from .report import NOTE, config_label, format_markdown, format_text
 
@@ -71,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated input layouts (default nchw,channels_last)")
     parser.add_argument("--tf32", choices=list(TF32), default=DEFAULTS["tf32"],
                         help="fp32 with tf32 allowed (on), not (off), or both as two dtypes (default both)")
-    parser.add_argument("--block", choices=list(GOOGLENET_BLOCKS), default=DEFAULTS["block"],
+    parser.add_argument("--block", choices=[*GOOGLENET_BLOCKS, *INCEPTION_V3_BLOCKS], default=DEFAULTS["block"],
                         help=f"GoogLeNet block whose shapes are compiled, at its ImageNet size (default "
                         f"{DEFAULTS['block']})")
     parser.add_argument("--batch", type=positive_int, default=DEFAULTS["batch"],
@@ -142,6 +144,11 @@ def _interpreter_error() -> str | None:
     return None
 
 
+def _block(name: str) -> tuple:
+    """(GoogLeNet block arguments, or an Inception-v3 block's program; its input side)."""
+    return GOOGLENET_BLOCKS[name] if name in GOOGLENET_BLOCKS else INCEPTION_V3_BLOCKS[name]
+
+
 def run(args: argparse.Namespace) -> int:
     reason = _interpreter_error()
     if reason is not None:
@@ -156,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     from .compile import Binder, Cache, InterpretedKernels, default_cache_dir
 
     target = TARGETS[args.target]
-    block_args, size = GOOGLENET_BLOCKS[args.block]
+    block_args, size = _block(args.block)
     started = time.perf_counter()
     _say(f"capturing the triton ops' launches: block {args.block}, batch {args.batch}, {size}x{size} ...")
     groups = [(dtype, tf32, layout) for dtype in args.dtypes for tf32 in (TF32[args.tf32] if dtype == "fp32"
@@ -284,15 +291,19 @@ def _report(args, target, planned, results, wall) -> dict:
         entry["compiles"] += 1
         entry["seconds"] = round(entry["seconds"] + seconds, 2)
         entry["slowest"] = max(entry["slowest"], seconds)
-    block_args, size = GOOGLENET_BLOCKS[args.block]
+    block_args, size = _block(args.block)
+    program = block_args if isinstance(block_args, BlockProgram) else None
     header = {
         "target": f"{target.name} ({target.gpus})",
         "triton": _version("triton"),
         "torch": _version("torch"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "problem": f"GoogLeNet block {args.block}, Inception{block_args}, input {args.batch}x{block_args[0]}x{size}x"
-                   f"{size} (N x C x H x W)",
-        "shape": {"block": args.block, "block_args": block_args, "batch": args.batch, "height": size, "width": size},
+        "problem": (f"Inception-v3 block {args.block} (inference), input {args.batch}x{program.in_channels}x{size}x"
+                    if program is not None else
+                    f"GoogLeNet block {args.block}, Inception{block_args}, input {args.batch}x{block_args[0]}x{size}x")
+                   + f"{size} (N x C x H x W)",
+        "shape": {"block": args.block, "block_args": None if program is not None else block_args, "batch": args.batch,
+                  "height": size, "width": size},
         "note": NOTE,
         "command": command_line(args),
         "kernels": kernel_source(),

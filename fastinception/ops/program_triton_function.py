@@ -44,12 +44,16 @@ class ProgramTriton(torch.autograd.Function):
         return (grad_old_out, grads[0], None, None, None, *grads[1:])
 
 
+def tf32_allowed(x: torch.Tensor) -> bool:
+    """tf32 follows PyTorch's switch for convolutions (CUDA fp32 only), as GoogLeNet's block does."""
+    return x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+
+
 def program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *,
                    streams: bool = True) -> torch.Tensor:
     """``program`` on the Triton kernels into ``out``; differentiable in ``x``, the weights and (when ``out`` is a
     view of a buffer in the graph) the rest of that buffer."""
-    # tf32 follows PyTorch's switch for convolutions, as GoogLeNet's block does
-    allow_tf32 = x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    allow_tf32 = tf32_allowed(x)
     flat = [t for pair in weights for t in pair]
     tracked = x.requires_grad or out.requires_grad or any(t is not None and t.requires_grad for t in flat)
     if not (torch.is_grad_enabled() and tracked):

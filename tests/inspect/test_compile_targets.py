@@ -108,3 +108,29 @@ def test_every_tensor_core_dot_is_wgmma(full_matrix):
 @pytest.mark.slow
 def test_forward_tiles_load_asynchronously(full_matrix):
     assert_async_tile_loads(full_matrix)
+
+
+# The kernels of the block programs (pointwise_stem, conv2d_general, pool2d), on Inception-v3 blocks.
+PROGRAM_DOT_KERNELS = ("pointwise_stem", "conv2d_general")
+
+
+def assert_program_kernels(rows):
+    assert_no_spills(rows)
+    dots = [r for r in rows if _kernel(r) in PROGRAM_DOT_KERNELS]
+    assert {_kernel(r) for r in rows} == {*PROGRAM_DOT_KERNELS, "pool2d"}
+    other = [f"{_where(r)}: {r['mma']}" for r in dots if r["dtype"] in TENSOR_CORE_DTYPES and r["mma"] != "wgmma"]
+    assert not other, other
+    plain = [f"{_where(r)}: {r['loads']}" for r in dots if r["loads"] not in ("cp.async", "cp.async<16B")]
+    assert not plain, plain
+
+
+def test_v3_block_kernels_compile_to_wgmma_and_async_copies_without_spills(tmp_path):
+    # the E block: a stem with a commuted average, 3x3, 1x3 / 3x1 splits, the pool's bias and ReLU
+    assert_program_kernels(_rows(tmp_path, "--block", "Mixed_7c", "--batch", "32", "--dtypes", "fp16",
+                                 "--layouts", "channels_last"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", ["Mixed_5b", "Mixed_6a", "Mixed_6b", "Mixed_7a"])
+def test_every_v3_block_type_compiles_without_spills(tmp_path, block):
+    assert_program_kernels(_rows(tmp_path, "--block", block, "--batch", "32"))
