@@ -53,14 +53,14 @@ class ProgramBlock(nn.Module):
 
     @classmethod
     def from_weights(cls, program: BlockProgram, weights, *, backend: str = "auto") -> ProgramBlock:
-        """A block holding copies of ``weights`` (one (weight, bias) per conv slot), in their dtype and device."""
+        """A block holding copies of ``weights`` (one (weight, bias) per conv slot), in their dtype, device and memory
+        format (a channels_last model converts to channels_last blocks)."""
         program.check_weights(weights)
         weights = tuple(weights)
-        block = cls(program, backend=backend, device=weights[0][0].device, dtype=weights[0][0].dtype)
-        with torch.no_grad():
-            for conv, (w, b) in zip(block.convs, weights):
-                conv.weight.copy_(w)
-                conv.bias.copy_(b)
+        block = cls(program, backend=backend, device="meta", dtype=weights[0][0].dtype)
+        for conv, (w, b) in zip(block.convs, weights):
+            conv.weight = nn.Parameter(w.detach().clone(memory_format=torch.preserve_format))
+            conv.bias = nn.Parameter(b.detach().clone())
         return block
 
     def weights(self) -> tuple:

@@ -43,6 +43,16 @@ def test_from_weights_copies_and_state_dict_round_trips():
     assert list(block.state_dict())[:2] == ["convs.0.weight", "convs.0.bias"]
 
 
+def test_from_weights_keeps_each_weights_memory_format():
+    # a channels_last model converts to channels_last blocks: oneDNN would otherwise reorder the weights every call
+    weights = [(w.contiguous(memory_format=torch.channels_last) if k % 2 else w, b)
+               for k, (w, b) in enumerate((c.weight.detach(), c.bias.detach()) for c in _block().convs)]
+    block = ProgramBlock.from_weights(PROGRAM, weights)
+    for k, (w, _) in enumerate(block.weights()):
+        assert w.is_contiguous(memory_format=torch.channels_last if k % 2 else torch.contiguous_format), k
+        assert w.requires_grad and torch.equal(w, weights[k][0])
+
+
 def test_under_autocast_it_computes_in_the_autocast_dtype():
     block = _block()
     x = make_input((2, 16, 4, 4), seed=3)
