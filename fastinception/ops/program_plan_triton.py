@@ -127,7 +127,20 @@ def _new_like(x: torch.Tensor, channels: int, h: int, w: int) -> torch.Tensor:
 def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
                        streams: bool = True) -> torch.Tensor:
     """``program`` on ``x`` with ``weights`` into ``out`` (shapes checked by the caller), with the Triton kernels.
-    Not differentiable: ``ProgramTriton`` is."""
+    Not differentiable: ``ProgramTriton`` is. Under torch.compile it runs as it is (a graph break) instead of being
+    traced through the launchers, the autotuner and the streams."""
+    return _not_traced()(program, weights, x, out, allow_tf32=allow_tf32, streams=streams)
+
+
+@functools.cache
+def _not_traced():
+    # wrapped on first use, not at import: torch.compiler.disable imports torch._dynamo, which imports triton, and
+    # importing fastinception must leave TRITON_INTERPRET's choice open
+    return torch.compiler.disable(_run_program_triton)
+
+
+def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
+                        streams: bool = True) -> torch.Tensor:
     require_launchable(x)
     if not channels_adjacent(x):
         return run_program_triton(program, weights, x.contiguous(memory_format=torch.channels_last), out,

@@ -212,3 +212,18 @@ def test_googlenets_block_on_the_general_plan_equals_its_own_kernels():
         general = run_program_triton(block.spec.program, weights, x, _poisoned_out(block.spec.program, x, "nhwc"),
                                      allow_tf32=False)
     assert_close(general, own, torch.float32, "GoogLeNet block, general plan against its own kernels")
+
+
+def test_torch_compile_runs_the_kernels_as_they_are():
+    # the launches are a graph break, not traced: the same output and gradients as without compile
+    program, side = CASES["bn_reduction"]
+    torch.manual_seed(0)
+    block = ProgramBlock(program, backend="triton", device=DEVICE)
+    x = make_input((2, program.in_channels, side, side), "nhwc", seed=8, device=DEVICE)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    want = block(xa)
+    got = torch.compile(block)(xb)
+    assert torch.equal(got, want)
+    want.square().sum().backward()
+    got.square().sum().backward()
+    assert torch.equal(xb.grad, xa.grad)
