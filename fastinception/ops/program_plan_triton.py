@@ -59,7 +59,7 @@ class BranchPlan:
 @dataclasses.dataclass(frozen=True)
 class TritonPlan:
     heads: tuple[Head, ...]  # plain and commuted heads, in launch order
-    pool_heads: tuple[Head, ...]  # max-pool prologue heads (at most one per stem launch)
+    pool_heads: tuple[Head, ...]  # max-pool prologue heads (one per stem launch: see stem_launches)
     branches: tuple[BranchPlan, ...]
 
     def stem_launches(self) -> list[tuple[tuple[Head, ...], Head | None]]:
@@ -91,7 +91,7 @@ def triton_plan(program: BlockProgram) -> TritonPlan:
     heads, pool_heads, branches, slot = [], [], [], 0
     for i, branch in enumerate(program.branches):
         head = _head_of(branch, slot, i)
-        ops, skip = [], 2 if head is not None and head.pool is not None else 1 if head is not None else 0
+        ops, skip = [], 0 if head is None else 1 if head.pool is None else 2  # the ops the stem runs
         for j, op in enumerate(branch.ops):
             if isinstance(op, Conv):
                 if j >= skip:
@@ -106,7 +106,6 @@ def triton_plan(program: BlockProgram) -> TritonPlan:
         if head is not None:
             (pool_heads if head.pool is not None and not head.commuted else heads).append(head)
         branches.append(BranchPlan(head, tuple(ops), tuple(split)))
-    # a prologue head beyond the first stem launch would need a launch of its own anyway: keep at most one per launch
     return TritonPlan(tuple(heads), tuple(pool_heads), tuple(branches))
 
 
