@@ -35,6 +35,19 @@ PAIRS = {
 }
 
 
+def _assert_same_forward_and_gradients(tv, fast, x):
+    """fast(x) and tv(x), and the gradients of x and of every parameter (by position), within 1e-5 relative."""
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    want, got = tv(xa), fast(xb)
+    g = torch.randn(want.shape, generator=torch.Generator().manual_seed(3)).to(x.device)
+    want.backward(g)
+    got.backward(g)
+    assert rel_error(got, want) <= 1e-5, "forward"
+    assert rel_error(xb.grad, xa.grad) <= 1e-5, "grad x"
+    for (pname, a), b in zip(tv.named_parameters(), fast.parameters()):
+        assert rel_error(b.grad, a.grad) <= 1e-5, pname
+
+
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "separate"])
 @pytest.mark.parametrize("mode", ["eval", "train"])
 @pytest.mark.parametrize("fmt", [pytest.param("nchw", marks=pytest.mark.slow), "nhwc"])
@@ -50,16 +63,7 @@ def test_block_computes_trains_and_keeps_statistics_as_torchvisions(name, fmt, m
     fast.load_state_dict(tv.state_dict())
     getattr(tv, mode)()
     getattr(fast, mode)()
-    x = make_input((3, cin, side, side), fmt, seed=2)
-    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    want, got = tv(xa), fast(xb)
-    g = torch.randn(want.shape, generator=torch.Generator().manual_seed(3))
-    want.backward(g)
-    got.backward(g)
-    assert rel_error(got, want) <= 1e-5, "forward"
-    assert rel_error(xb.grad, xa.grad) <= 1e-5, "grad x"
-    for (pname, a), b in zip(tv.named_parameters(), fast.parameters()):
-        assert rel_error(b.grad, a.grad) <= 1e-5, pname
+    _assert_same_forward_and_gradients(tv, fast, make_input((3, cin, side, side), fmt, seed=2))
     for (sname, a), b in zip(tv.state_dict().items(), fast.state_dict().values()):
         assert (torch.equal(a, b) if "num_batches" in sname else rel_error(b, a) <= 1e-5), sname
 
@@ -74,17 +78,8 @@ def test_in_eval_mode_the_triton_backend_folds_batchnorm_and_matches_torchvision
     fast.load_state_dict(tv.state_dict())
     tv, fast = tv.to(DEVICE), fast.to(DEVICE)
     fast.backend = "triton"
-    x = make_input((2, cin, side, side), "nhwc", seed=2, device=DEVICE)
-    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     with torch.backends.cudnn.flags(allow_tf32=False):
-        want, got = tv(xa), fast(xb)
-    g = torch.randn(want.shape, generator=torch.Generator().manual_seed(3)).to(DEVICE)
-    want.backward(g)
-    got.backward(g)
-    assert rel_error(got, want) <= 1e-5, "forward"
-    assert rel_error(xb.grad, xa.grad) <= 1e-5, "grad x"
-    for (pname, a), b in zip(tv.named_parameters(), fast.parameters()):
-        assert rel_error(b.grad, a.grad) <= 1e-5, pname
+        _assert_same_forward_and_gradients(tv, fast, make_input((2, cin, side, side), "nhwc", seed=2, device=DEVICE))
 
 
 def test_the_triton_backend_refuses_batch_statistics_and_auto_uses_them():
