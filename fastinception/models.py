@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .functional import check_backend
 from .layer import FastInception
-from .program_block import run_checked
+from .program_block import run_with_batchnorm
 from .programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, BN_INCEPTION_BLOCKS, MAX_3X3, V3_STEM
 from .reference import Inception
 from .v3_blocks import ConvBN, FastInceptionA, FastInceptionB, FastInceptionC, FastInceptionD, FastInceptionE
@@ -141,10 +142,12 @@ class BNInception(nn.Module):
     is the released port's fixed 7x7 pool at its 224x224 input, and ``last_linear``). Each Inception block runs its
     program (``programs.BN_INCEPTION_BLOCKS``) with BatchNorm and ReLU as each conv's epilogue, so the network
     trains as the port does. Inputs as the port expects them (BGR, 0-255, mean subtracted) are the caller's
-    business."""
+    business. ``backend`` is the blocks' (``program_block.run_with_batchnorm``: ``"auto"`` runs the Triton kernels
+    on CUDA in eval mode, with BatchNorm folded on every call)."""
 
-    def __init__(self, num_classes: int = 1000):
+    def __init__(self, num_classes: int = 1000, *, backend: str = "auto"):
         super().__init__()
+        self.backend = check_backend(backend)
         self.conv1_7x7_s2 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)
         self.conv1_7x7_s2_bn = nn.BatchNorm2d(64)
         self.pool1_3x3_s2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
@@ -171,8 +174,8 @@ class BNInception(nn.Module):
     def _block(self, block: str, x: torch.Tensor) -> torch.Tensor:
         names = self._block_units[block]
         convs, bns = [getattr(self, n) for n in names], [getattr(self, f"{n}_bn") for n in names]
-        return run_checked(BN_INCEPTION_BLOCKS[block][0], [(c.weight, c.bias) for c in convs], x,
-                           epilogue=lambda k, y: F.relu(bns[k](y)))
+        return run_with_batchnorm(BN_INCEPTION_BLOCKS[block][0], [(c.weight, c.bias) for c in convs], bns, x,
+                                  self.backend, f"inception_{block}")
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1_3x3_s2(self._unit("conv1_7x7_s2", x))
@@ -189,6 +192,6 @@ class BNInception(nn.Module):
         return self.logits(self.features(x))
 
 
-def bn_inception(num_classes: int = 1000) -> BNInception:
+def bn_inception(num_classes: int = 1000, **kwargs) -> BNInception:
     """BN-Inception on fused blocks, pretrainedmodels' layout and state_dict (see ``BNInception``)."""
-    return BNInception(num_classes)
+    return BNInception(num_classes, **kwargs)

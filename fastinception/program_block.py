@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .autocast import LOWERABLE, autocast_dtype, lowered
@@ -102,3 +103,37 @@ def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tens
             program.check_weights(weights)
             return program_triton(program, weights, x, program_output(program, x, out))
         return run_program_torch(program, weights, x, out=out, transformed=transformed, epilogue=epilogue)
+
+
+def uses_batch_statistics(bn: nn.BatchNorm2d) -> bool:
+    """Whether ``bn`` normalises with the batch's statistics: in training mode, or without running statistics."""
+    return bn.training or not bn.track_running_stats or bn.running_mean is None
+
+
+def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple:
+    """The (weight, bias) of one conv equal to ``bn(conv(x))`` with ``bn`` using its running statistics;
+    differentiable, so the conv and the BatchNorm's affine parameters get gradients through it."""
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = bn.weight * scale
+    shift = -bn.running_mean if bias is None else bias - bn.running_mean
+    folded_bias = shift * scale
+    if bn.bias is not None:
+        folded_bias = folded_bias + bn.bias
+    return weight * scale.reshape(-1, 1, 1, 1), folded_bias
+
+
+def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backend: str, name: str) -> torch.Tensor:
+    """``program`` whose every conv (``convs``: (weight, bias or None) in slot order) is followed by its BatchNorm
+    (``bns``) and a ReLU. On the triton backend the BatchNorms are folded into the convs on every call, which is what
+    they compute when using running statistics only: with batch statistics ``"triton"`` raises and ``"auto"`` runs
+    the torch backend, with each BatchNorm as its conv's epilogue (statistics updated as the modules would)."""
+    batch_statistics = any(uses_batch_statistics(bn) for bn in bns)
+    if backend == "triton" and batch_statistics:
+        raise ValueError(f"{name}: the triton backend folds BatchNorm, which normalises with batch statistics here "
+                         f"(training mode, or no running statistics); use backend='torch' (or 'auto') to train "
+                         f"with them, or call eval()")
+    if not batch_statistics and resolve_backend(backend, x) == "triton":
+        return run_checked(program, [fold_batchnorm(w, b, bn) for (w, b), bn in zip(convs, bns)], x,
+                           backend="triton")
+    return run_checked(program, list(convs), x, epilogue=lambda k, y: F.relu(bns[k](y)))

@@ -11,7 +11,8 @@ statistics and updates its running averages exactly as the unit would, so these 
 ``backend``: on ``"triton"`` the units' BatchNorm is folded into their convs on every call (a few small ops on the
 weights, differentiable, so the convs and the BatchNorm affine parameters still get gradients), which is what
 BatchNorm computes in eval mode only: a unit normalising with batch statistics (training mode, or no running
-statistics) refuses ``"triton"`` with an error, and ``"auto"`` runs such a block on the torch backend.
+statistics) refuses ``"triton"`` with an error, and ``"auto"`` runs such a block on the torch backend
+(``program_block.run_with_batchnorm``).
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import check_backend, resolve_backend
+from .functional import check_backend
 from .program import BlockProgram
-from .program_block import run_checked
+from .program_block import run_with_batchnorm
 from .programs import (
     AVG_3X3,
     V3_UNIT_NAMES,
@@ -48,21 +49,6 @@ class ConvBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(x)))
 
-    def uses_batch_statistics(self) -> bool:
-        bn = self.bn
-        return bn.training or not bn.track_running_stats or bn.running_mean is None
-
-    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The conv's weight and a bias with the eval-mode BatchNorm folded in (differentiable)."""
-        bn = self.bn
-        scale = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.weight is not None:
-            scale = bn.weight * scale
-        bias = -bn.running_mean * scale
-        if bn.bias is not None:
-            bias = bias + bn.bias
-        return self.conv.weight * scale.reshape(-1, 1, 1, 1), bias
-
 
 class FastV3Block(nn.Module):
     """A v3 block: ``program`` with one ``ConvBN`` per conv slot, under torchvision's unit names."""
@@ -82,15 +68,8 @@ class FastV3Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         units = self.units()
-        batch_statistics = any(u.uses_batch_statistics() for u in units)
-        if self.backend == "triton" and batch_statistics:
-            raise ValueError(f"{self.program.name or 'this block'}: the triton backend folds BatchNorm, which "
-                             f"normalises with batch statistics here (training mode, or no running statistics); "
-                             f"use backend='torch' (or 'auto') to train with them, or call eval()")
-        if not batch_statistics and resolve_backend(self.backend, x) == "triton":
-            return run_checked(self.program, [u.folded() for u in units], x, backend="triton")
-        return run_checked(self.program, [(u.conv.weight, None) for u in units], x,
-                           epilogue=lambda k, y: F.relu(units[k].bn(y)))
+        return run_with_batchnorm(self.program, [(u.conv.weight, None) for u in units], [u.bn for u in units], x,
+                                  self.backend, self.program.name or "this block")
 
     def extra_repr(self) -> str:
         p = self.program

@@ -60,3 +60,34 @@ def test_bn_inception_computes_and_trains_as_the_port(mode):
                      torch.cat([p.grad.flatten() for p in port.parameters()])) <= tol
     for (name, a), b in zip(port.state_dict().items(), model.state_dict().values()):
         assert (torch.equal(a, b) if "num_batches" in name else rel_error(b, a) <= tol), name
+
+
+def test_on_the_triton_backend_batchnorm_folds_into_convs_with_bias():
+    # a BN-Inception block at small widths, eval mode: each conv has a bias before its BatchNorm, which the fold
+    # moves through the BatchNorm; forward and the gradients of x, the convs and the BatchNorms' affine parameters
+    from fastinception.program_block import run_with_batchnorm
+    from fastinception.programs import bn_inception_block
+
+    from helpers import DEVICE, make_input
+
+    program = bn_inception_block(12, 4, (5, 6), (3, 7), 2)
+    torch.manual_seed(0)
+    convs = [torch.nn.Conv2d(s.in_channels, s.conv.out_channels, s.conv.kernel, padding=s.conv.padding)
+             for s in program.conv_slots()]
+    bns = torch.nn.ModuleList(torch.nn.BatchNorm2d(s.conv.out_channels) for s in program.conv_slots())
+    randomise_batchnorms(bns, seed=3)
+    modules = torch.nn.ModuleList([*convs, *bns]).to(DEVICE).eval()
+    x = make_input((2, 12, 6, 6), "nhwc", seed=4, device=DEVICE)
+    results = []
+    for backend in ("torch", "triton"):
+        xg = x.clone().requires_grad_()
+        y = run_with_batchnorm(program, [(c.weight, c.bias) for c in modules[:len(convs)]], list(modules[len(convs):]),
+                               xg, backend, "test block")
+        grads = torch.autograd.grad(y.square().sum(), [xg, *modules.parameters()])
+        results.append([y, *grads])
+    for k, (got, want) in enumerate(zip(*reversed(results))):
+        assert rel_error(got, want) <= 1e-5, k
+    modules.train()
+    with pytest.raises(ValueError, match="batch statistics"):
+        run_with_batchnorm(program, [(c.weight, c.bias) for c in modules[:len(convs)]], list(modules[len(convs):]),
+                           x, "triton", "test block")
