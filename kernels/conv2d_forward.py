@@ -4,7 +4,8 @@ GEMM view: rows are the P = N*H*W output pixels, columns the C_OUT output channe
 runs over K = C_IN*k*k, over (kh, kw) and blocks of input channels. Two forms of that loop, chosen per config by
 the FLAT meta-parameter: one flattened loop over every (tap, channel block), which Triton's pipeliner can keep full
 across taps (with C_IN / BLOCK_K of 1 to 3, nested loops drain the pipeline at each of the 9 or 25 taps), for
-num_warps=4 configs; and nested loops for num_warps=8, where the flattened form was miscompiled (pytorch#173068).
+num_warps=4 configs; and nested loops for num_warps=8 (``tiles.conv_taps``, shared with ``conv2d_general``), where
+the flattened form was miscompiled (pytorch#173068).
 
 ``launch_conv2d_bias_relu_pair`` runs two such convs with the same pixels (the block's 3x3 on t2 and 5x5 on t3)
 in one grouped launch; both kernels share the ``conv_tile`` body.
@@ -33,47 +34,7 @@ from .launch import (
     strides,
     tile_grid,
 )
-from .tiles import bias_relu, mma, pc_ptrs, pixel_coords, program_tile, store_relu_mask
-
-
-@triton.jit
-def _conv_nested_k(
-    acc,
-    # pointers
-    x_ptr, w_ptr,
-    # tile: pixel coordinates and mask [BM], output channels and mask [BN], the channel offsets of a K step [BK]
-    n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k,
-    # sizes
-    H, W, C_IN,
-    # strides
-    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
-    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
-    # meta-parameters
-    KSIZE: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr,
-):
-    # acc += the k x k conv of x at these pixels: loops over kh, kw, then channel blocks (the pipeliner sees only
-    # the innermost)
-    # pointer steps along channels in the index dtype (strides may arrive as int32 or as constexpr 1)
-    a_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_x_c
-    b_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_w_i
-    for kh in range(KSIZE):
-        ih = oh + (kh - KSIZE // 2)
-        row_h = mask_m & (ih >= 0) & (ih < H)
-        for kw in range(KSIZE):
-            iw = ow + (kw - KSIZE // 2)
-            row_ok = row_h & (iw >= 0) & (iw < W)  # [BM]; out-of-image taps are the zero padding
-            a_ptrs = (x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
-                      + offs_k[None, :] * stride_x_c)  # [BM, BK]
-            b_ptrs = (w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
-                      + offs_k[:, None] * stride_w_i)  # [BK, BN]
-            for c0 in range(0, C_IN, BLOCK_K):
-                mask_k = (c0 + offs_k) < C_IN
-                a = tl.load(a_ptrs, mask=row_ok[:, None] & mask_k[None, :], other=0.0)
-                b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                acc = mma(acc, a, b, USE_DOT, PRECISION)
-                a_ptrs += a_step
-                b_ptrs += b_step
-    return acc
+from .tiles import bias_relu, conv_taps, mma, pc_ptrs, pixel_coords, program_tile, store_relu_mask
 
 
 @triton.jit
@@ -144,11 +105,11 @@ def conv_tile(
                            stride_x_n, stride_x_c, stride_x_h, stride_x_w,
                            stride_w_o, stride_w_i, stride_w_h, stride_w_w,
                            KSIZE, USE_DOT, PRECISION, BLOCK_K)
-    else:
-        acc = _conv_nested_k(acc, x_ptr, w_ptr, n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k, H, W, C_IN,
-                             stride_x_n, stride_x_c, stride_x_h, stride_x_w,
-                             stride_w_o, stride_w_i, stride_w_h, stride_w_w,
-                             KSIZE, USE_DOT, PRECISION, BLOCK_K)
+    else:  # 'same' padding, stride 1
+        acc = conv_taps(acc, x_ptr, w_ptr, n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k, H, W, C_IN,
+                        stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+                        stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+                        KSIZE, KSIZE, 1, 1, KSIZE // 2, KSIZE // 2, USE_DOT, PRECISION, BLOCK_K)
 
     acc = bias_relu(acc, tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE))
     y = acc.to(out_ptr.dtype.element_ty)

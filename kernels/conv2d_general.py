@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from .launch import FP64_CONFIGS, INTERPRET_CONFIG, FitPrune, index_dtype, launch, mma_meta, strides, tile_grid
-from .tiles import mma, pc_ptrs, pixel_coords
+from .tiles import conv_taps, pc_ptrs, pixel_coords
 
 
 @triton.jit
@@ -45,28 +45,11 @@ def _conv_tile(
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(pid_n.dtype)  # [BN] output channels
     mask_n = offs_n < C_OUT
     offs_k = tl.arange(0, BLOCK_K).to(pid_m.dtype)  # [BK] input channels of one step
-    a_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_x_c
-    b_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_w_i
-
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for kh in range(KH):
-        ih = oh * SH + (kh - PH)
-        row_h = mask_m & (ih >= 0) & (ih < H)
-        for kw in range(KW):
-            iw = ow * SW + (kw - PW)
-            row_ok = row_h & (iw >= 0) & (iw < W)  # [BM]; taps outside the image are the zero padding
-            a_ptrs = (x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
-                      + offs_k[None, :] * stride_x_c)  # [BM, BK]
-            b_ptrs = (w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
-                      + offs_k[:, None] * stride_w_i)  # [BK, BN]
-            for c0 in range(0, C_IN, BLOCK_K):
-                mask_k = (c0 + offs_k) < C_IN
-                a = tl.load(a_ptrs, mask=row_ok[:, None] & mask_k[None, :], other=0.0)
-                b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
-                acc = mma(acc, a, b, USE_DOT, PRECISION)
-                a_ptrs += a_step
-                b_ptrs += b_step
-
+    acc = conv_taps(tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE), x_ptr, w_ptr, n_idx, oh, ow, mask_m, offs_n,
+                    mask_n, offs_k, H, W, C_IN,
+                    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+                    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+                    KH, KW, SH, SW, PH, PW, USE_DOT, PRECISION, BLOCK_K)
     if b_ptr is not None:
         acc += tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
     if RELU:

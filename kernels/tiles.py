@@ -20,6 +20,47 @@ def mma(acc, a, b, USE_DOT: tl.constexpr, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def conv_taps(
+    acc,
+    # pointers
+    x_ptr, w_ptr,
+    # tile: output pixel coordinates and mask [BM], output channels and mask [BN], the channel offsets of a K step [BK]
+    n_idx, oh, ow, mask_m, offs_n, mask_n, offs_k,
+    # sizes (of x)
+    H, W, C_IN,
+    # strides
+    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
+    stride_w_o, stride_w_i, stride_w_h, stride_w_w,
+    # meta-parameters: kernel, stride and padding
+    KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    # acc += the KH x KW conv of x (stride SH, SW; zero padding PH, PW) at these output pixels, as an implicit GEMM:
+    # loops over kh, kw, then channel blocks (the pipeliner sees only the innermost)
+    # pointer steps along channels in the index dtype (strides may arrive as int32 or as constexpr 1)
+    a_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_x_c
+    b_step = tl.full((), BLOCK_K, offs_k.dtype) * stride_w_i
+    for kh in range(KH):
+        ih = oh * SH + (kh - PH)
+        row_h = mask_m & (ih >= 0) & (ih < H)
+        for kw in range(KW):
+            iw = ow * SW + (kw - PW)
+            row_ok = row_h & (iw >= 0) & (iw < W)  # [BM]; taps outside the image are the zero padding
+            a_ptrs = (x_ptr + (n_idx * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
+                      + offs_k[None, :] * stride_x_c)  # [BM, BK]
+            b_ptrs = (w_ptr + (offs_n * stride_w_o + kh * stride_w_h + kw * stride_w_w)[None, :]
+                      + offs_k[:, None] * stride_w_i)  # [BK, BN]
+            for c0 in range(0, C_IN, BLOCK_K):
+                mask_k = (c0 + offs_k) < C_IN
+                a = tl.load(a_ptrs, mask=row_ok[:, None] & mask_k[None, :], other=0.0)
+                b = tl.load(b_ptrs, mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+                acc = mma(acc, a, b, USE_DOT, PRECISION)
+                a_ptrs += a_step
+                b_ptrs += b_step
+    return acc
+
+
+@triton.jit
 def program_tile(NUM_N, P, BLOCK_M: tl.constexpr, INDEX: tl.constexpr):
     # Flattened program id with the column blocks fastest, so programs that share a pixel tile run
     # together and its input is read from DRAM once. Returns (pid_m, pid_n, in_range), in INDEX.
