@@ -214,6 +214,7 @@ def test_googlenets_block_on_the_general_plan_equals_its_own_kernels():
     assert_close(general, own, torch.float32, "GoogLeNet block, general plan against its own kernels")
 
 
+@pytest.mark.slow  # 4 s of compiling; GoogLeNet's block has the default run's compile test
 def test_torch_compile_runs_the_kernels_as_they_are():
     # the launches are a graph break, not traced: the same output and gradients as without compile
     program, side = CASES["bn_reduction"]
