@@ -16,6 +16,7 @@ from .autocast import LOWERABLE, autocast_dtype, lowered
 from .functional import check_backend, resolve_backend
 from .ops.program_plan import program_output, run_program_torch
 from .ops.program_triton_function import program_triton
+from .ops.triton_conv import triton_conv2d
 from .program import BlockProgram
 from .validation import check_transforms
 
@@ -80,7 +81,8 @@ def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tens
     """A program module's forward: ``x`` checked against the program and the weights (shape, device, dtype), the
     torch.func transforms refused or noted, the autocast rule applied (``x`` and the weights in the autocast
     dtype, as ``nn.Conv2d`` computes), then the fused plan of ``backend`` (``"auto"``: triton for CUDA tensors).
-    An ``epilogue`` (BatchNorm in training mode) runs on the torch backend only."""
+    With an ``epilogue`` (BatchNorm with batch statistics) the PyTorch plan runs, its convs on the Triton kernel
+    when the backend is triton (``ops/triton_conv.py``)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != program.in_channels:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"expected an (N, {program.in_channels}, H, W) tensor, got {shape}")
@@ -88,9 +90,6 @@ def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tens
     if x.device != w0.device:
         raise ValueError(f"x is on {x.device}, the block's parameters on {w0.device}")
     plan = resolve_backend(backend, x)
-    if plan == "triton" and epilogue is not None:
-        raise ValueError("the triton backend runs folded BatchNorm only: put the block in eval mode, or use "
-                         "backend='torch' to train it")
     transformed = check_transforms(x, [t for pair in weights for t in pair if t is not None], plan)
     dtype = autocast_dtype(x)
     if dtype is not None and x.dtype in LOWERABLE:
@@ -99,10 +98,12 @@ def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tens
     elif x.dtype != w0.dtype:
         raise TypeError(f"x is {x.dtype}, the block's parameters {w0.dtype}")
     with torch.autocast(x.device.type, enabled=False) if dtype is not None else contextlib.nullcontext():
-        if plan == "triton":
+        if plan == "triton" and epilogue is None:
             program.check_weights(weights)
             return program_triton(program, weights, x, program_output(program, x, out))
-        return run_program_torch(program, weights, x, out=out, transformed=transformed, epilogue=epilogue)
+        # an epilogue (BatchNorm with batch statistics) between the convs: on triton, each conv on the kernel
+        return run_program_torch(program, weights, x, out=out, transformed=transformed, epilogue=epilogue,
+                                 conv2d=triton_conv2d if plan == "triton" else F.conv2d)
 
 
 def uses_batch_statistics(bn: nn.BatchNorm2d) -> bool:
@@ -125,15 +126,15 @@ def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.Batch
 
 def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backend: str, name: str) -> torch.Tensor:
     """``program`` whose every conv (``convs``: (weight, bias or None) in slot order) is followed by its BatchNorm
-    (``bns``) and a ReLU. On the triton backend the BatchNorms are folded into the convs on every call, which is what
-    they compute when using running statistics only: with batch statistics ``"triton"`` raises and ``"auto"`` runs
-    the torch backend, with each BatchNorm as its conv's epilogue (statistics updated as the modules would)."""
-    batch_statistics = any(uses_batch_statistics(bn) for bn in bns)
-    if backend == "triton" and batch_statistics:
-        raise ValueError(f"{name}: the triton backend folds BatchNorm, which normalises with batch statistics here "
-                         f"(training mode, or no running statistics); use backend='torch' (or 'auto') to train "
-                         f"with them, or call eval()")
-    if not batch_statistics and resolve_backend(backend, x) == "triton":
-        return run_checked(program, [fold_batchnorm(w, b, bn) for (w, b), bn in zip(convs, bns)], x,
-                           backend="triton")
-    return run_checked(program, list(convs), x, epilogue=lambda k, y: F.relu(bns[k](y)))
+    (``bns``) and a ReLU. On the triton backend, BatchNorms using running statistics are folded into the convs on
+    every call and the block runs its fused plan on the kernels; BatchNorms using batch statistics (training mode)
+    run as each conv's epilogue, updating their statistics as the modules would, between convs computed by the
+    general conv kernel (``"triton"``) or by PyTorch (``"auto"`` and ``"torch"``)."""
+    if not any(uses_batch_statistics(bn) for bn in bns):
+        if resolve_backend(backend, x) == "triton":
+            return run_checked(program, [fold_batchnorm(w, b, bn) for (w, b), bn in zip(convs, bns)], x,
+                               backend="triton")
+        backend = "torch"
+    # batch statistics: "auto" keeps PyTorch's convolutions, "triton" runs each conv on the kernel
+    return run_checked(program, list(convs), x, epilogue=lambda k, y: F.relu(bns[k](y)),
+                       backend="triton" if backend == "triton" else "torch")

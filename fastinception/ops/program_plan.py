@@ -18,12 +18,13 @@ from .torch_plan import fuse_pointwise, write_branches
 
 
 def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor | None = None,
-                      transformed: bool = False, epilogue=None) -> torch.Tensor:
+                      transformed: bool = False, epilogue=None, conv2d=F.conv2d) -> torch.Tensor:
     """``program`` on ``x`` with ``weights`` (one (weight, bias) per conv in ``conv_slots()`` order), into ``out``
     (allocated in ``x``'s memory format when None). ``transformed``: under a torch.func transform, which needs
     plain slice assignments instead of the autograd Function. ``epilogue(k, y)``, when given, replaces conv k's
     activation: it receives the conv's output (bias added, if any) and returns what the chain continues with, as
-    BatchNorm then ReLU for a block whose BatchNorm cannot be folded (training mode)."""
+    BatchNorm then ReLU for a block whose BatchNorm cannot be folded (training mode). ``conv2d``: what computes each
+    convolution (``F.conv2d``, or ``triton_conv.triton_conv2d`` for the triton backend of such a block)."""
     program.check_weights(weights)
     if program.residual is not None:
         if epilogue is not None:
@@ -33,8 +34,8 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
         return _run_residual(program, weights, x, out, transformed)
     out = program_output(program, x, out)
     pairs = list(weights)
-    conv = _conv_with(epilogue)
-    heads = _pointwise_heads(program, pairs, x, epilogue)
+    conv = _conv_with(epilogue, conv2d)
+    heads = _pointwise_heads(program, pairs, x, epilogue, conv2d)
     pieces, slices = [], []
     k = 0  # index of the next (weight, bias) pair
     for i, (branch, branch_slice) in enumerate(zip(program.branches, program.slices)):
@@ -77,14 +78,21 @@ def program_output(program: BlockProgram, x: torch.Tensor, out: torch.Tensor | N
     return out
 
 
-def _conv_with(epilogue):
+def _conv_with(epilogue, conv2d=F.conv2d):
     """conv(k, y, op, (weight, bias)): conv k of the program on y, then its ReLU or ``epilogue(k, .)``."""
-    if epilogue is None:
+    if epilogue is None and conv2d is F.conv2d:
         return lambda k, y, op, pair: apply_conv(y, op, *pair)
-    return lambda k, y, op, pair: epilogue(k, F.conv2d(y, pair[0], pair[1], stride=op.stride, padding=op.padding))
+
+    def conv(k, y, op, pair):
+        y = conv2d(y, pair[0], pair[1], stride=op.stride, padding=op.padding)
+        if epilogue is not None:
+            return epilogue(k, y)
+        return F.relu(y) if op.relu else y
+
+    return conv
 
 
-def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor, epilogue) -> dict[int, torch.Tensor]:
+def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor, epilogue, conv2d) -> dict[int, torch.Tensor]:
     """branch index -> the output of its first op, for the branches whose first op is a pointwise conv on x."""
     firsts, k = {}, 0
     for i, branch in enumerate(program.branches):
@@ -94,13 +102,13 @@ def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor, epilogue) ->
     if not firsts:
         return {}
     if len(firsts) == 1 or not fuse_pointwise(x, sum(conv.out_channels for _, conv, _ in firsts.values())):
-        conv = _conv_with(epilogue)
+        conv = _conv_with(epilogue, conv2d)
         return {i: conv(k, x, op, pair) for i, (k, op, pair) in firsts.items()}
     weight = torch.cat([pair[0] for _, _, pair in firsts.values()])
     biases = [pair[1] for _, _, pair in firsts.values()]
     bias = None if all(b is None for b in biases) else torch.cat(
         [b if b is not None else weight.new_zeros(op.out_channels) for (_, op, _), b in zip(firsts.values(), biases)])
-    y = F.conv2d(x, weight, bias)
+    y = conv2d(x, weight, bias)
     pieces = y.split([op.out_channels for _, op, _ in firsts.values()], dim=1)
     if epilogue is not None:
         return {i: epilogue(k, p) for (i, (k, _, _)), p in zip(firsts.items(), pieces)}

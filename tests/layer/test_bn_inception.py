@@ -62,9 +62,11 @@ def test_bn_inception_computes_and_trains_as_the_port(mode):
         assert (torch.equal(a, b) if "num_batches" in name else rel_error(b, a) <= tol), name
 
 
-def test_on_the_triton_backend_batchnorm_folds_into_convs_with_bias():
-    # a BN-Inception block at small widths, eval mode: each conv has a bias before its BatchNorm, which the fold
-    # moves through the BatchNorm; forward and the gradients of x, the convs and the BatchNorms' affine parameters
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_on_the_triton_backend_convs_with_bias_before_batchnorm(mode):
+    # a BN-Inception block at small widths, each conv with a bias before its BatchNorm: in eval mode the fold moves it
+    # through the BatchNorm, in training mode the general conv kernel adds it; forward and the gradients of x, the
+    # convs and the BatchNorms' affine parameters against the torch backend
     from fastinception.program_block import run_with_batchnorm
     from fastinception.programs import bn_inception_block
 
@@ -76,7 +78,7 @@ def test_on_the_triton_backend_batchnorm_folds_into_convs_with_bias():
              for s in program.conv_slots()]
     bns = torch.nn.ModuleList(torch.nn.BatchNorm2d(s.conv.out_channels) for s in program.conv_slots())
     randomise_batchnorms(bns, seed=3)
-    modules = torch.nn.ModuleList([*convs, *bns]).to(DEVICE).eval()
+    modules = getattr(torch.nn.ModuleList([*convs, *bns]).to(DEVICE), mode)()
     x = make_input((2, 12, 6, 6), "nhwc", seed=4, device=DEVICE)
     results = []
     for backend in ("torch", "triton"):
@@ -85,9 +87,7 @@ def test_on_the_triton_backend_batchnorm_folds_into_convs_with_bias():
                                xg, backend, "test block")
         grads = torch.autograd.grad(y.square().sum(), [xg, *modules.parameters()])
         results.append([y, *grads])
-    for k, (got, want) in enumerate(zip(*reversed(results))):
-        assert rel_error(got, want) <= 1e-5, k
-    modules.train()
-    with pytest.raises(ValueError, match="batch statistics"):
-        run_with_batchnorm(program, [(c.weight, c.bias) for c in modules[:len(convs)]], list(modules[len(convs):]),
-                           x, "triton", "test block")
+    (want_y, want_x, *want_p), (got_y, got_x, *got_p) = results
+    assert rel_error(got_y, want_y) <= 1e-5 and rel_error(got_x, want_x) <= 1e-5
+    # pooled: in training mode a conv bias before BatchNorm gets a gradient of zero up to rounding
+    assert rel_error(torch.cat([g.flatten() for g in got_p]), torch.cat([g.flatten() for g in want_p])) <= 1e-5

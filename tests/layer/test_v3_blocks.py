@@ -82,15 +82,21 @@ def test_in_eval_mode_the_triton_backend_folds_batchnorm_and_matches_torchvision
         _assert_same_forward_and_gradients(tv, fast, make_input((2, cin, side, side), "nhwc", seed=2, device=DEVICE))
 
 
-def test_the_triton_backend_refuses_batch_statistics_and_auto_uses_them():
-    make_tv, make_fast, cin, side = PAIRS["A"]
-    fast = make_fast()
-    fast.backend = "triton"
-    x = make_input((2, cin, side, side), "nhwc", seed=2)
-    with pytest.raises(ValueError, match="batch statistics"):
-        fast(x)
-    fast.backend = "auto"  # on a CPU tensor: the torch backend, which trains with batch statistics
-    assert fast(x).shape[1] == fast.program.out_channels
+@pytest.mark.parametrize("backend", ["triton", "auto"])
+def test_in_training_mode_it_trains_as_torchvisions_on_either_backend(backend):
+    # batch statistics: "triton" runs each conv on the general conv kernel with BatchNorm between them, "auto" on a
+    # CPU the PyTorch plan; output, gradients and running statistics as torchvision's block
+    make_tv, make_fast, cin, side = PAIRS["B"]
+    torch.manual_seed(0)
+    tv, fast = make_tv(), make_fast()
+    randomise_batchnorms(tv, seed=1)
+    fast.load_state_dict(tv.state_dict())
+    tv, fast = tv.to(DEVICE).train(), fast.to(DEVICE).train()
+    fast.backend = backend
+    with torch.backends.cudnn.flags(allow_tf32=False):
+        _assert_same_forward_and_gradients(tv, fast, make_input((2, cin, side, side), "nhwc", seed=2, device=DEVICE))
+    for (sname, a), b in zip(tv.state_dict().items(), fast.state_dict().values()):
+        assert (torch.equal(a, b) if "num_batches" in sname else rel_error(b, a) <= 1e-5), sname
 
 
 def test_under_autocast_it_returns_the_autocast_dtype_as_torchvisions_block_does():

@@ -1,0 +1,63 @@
+"""One convolution on the general conv kernel (``kernels/conv2d_general.py``) as an autograd Function: what the
+triton backend runs for the convs of a block whose BatchNorm needs the batch's statistics (training mode), where
+each conv's output goes through BatchNorm before the next op, so the block cannot be one fused plan.
+
+Forward on the kernel (bias optional, no activation); backward with PyTorch's convolution gradients
+(``torch.nn.grad``), which are the exact gradients of the convolution.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch.nn.grad import conv2d_input, conv2d_weight
+
+from ..kernels.common import interpreting, require_launchable
+from .layout import memory_format_of
+from .program_triton_function import tf32_allowed
+
+
+class TritonConv2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        out = _not_traced()(x, weight, bias, stride, padding)
+        ctx.save_for_backward(x, weight)
+        ctx.geometry = (stride, padding, bias is not None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        (stride, padding, has_bias), needs = ctx.geometry, ctx.needs_input_grad
+        grad_x = conv2d_input(x.shape, weight, grad_out, stride, padding) if needs[0] else None
+        grad_w = conv2d_weight(x, weight.shape, grad_out, stride, padding) if needs[1] else None
+        grad_b = grad_out.sum((0, 2, 3)) if has_bias and needs[2] else None
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _forward(x, weight, bias, stride, padding):
+    from ..kernels.conv2d_general import launch_conv2d_general
+
+    require_launchable(x)
+    (kh, kw), (sh, sw), (ph, pw) = weight.shape[2:], stride, padding
+    shape = (x.shape[0], weight.shape[0], (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1)
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and interpreting():
+        # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
+        return _forward(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding).to(x.dtype)
+    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    if out.numel():
+        launch_conv2d_general(x, [(weight, bias, out, (kh, kw), stride, padding, False)], allow_tf32=tf32_allowed(x))
+    return out
+
+
+@functools.cache
+def _not_traced():
+    # as in program_plan_triton: torch.compile runs the launch as it is; wrapped on first use, not at import
+    return torch.compiler.disable(_forward)
+
+
+def triton_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=(1, 1),
+                  padding=(0, 0)) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding)`` (no dilation, no groups; stride and padding (h, w) pairs) with
+    the forward on the Triton kernel."""
+    return TritonConv2d.apply(x, weight, bias, tuple(stride), tuple(padding))
