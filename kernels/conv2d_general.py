@@ -5,14 +5,15 @@ GEMM view: rows are the P = N*OH*OW output pixels, columns the output channels; 
 taps (kh, kw) and blocks of input channels. One launch runs one conv, or the two convs of a split (v3's E block: a
 1x3 and a 3x1 on the same input, written to adjacent slices): the grid is the two problems' tile grids end to end, so
 the split's input is read by one launch. GoogLeNet's block keeps its own square, stride-1 kernels
-(``conv2d_forward``), whose sm_90 code is pinned by the compile tests.
+(``conv2d_forward``, whose sm_90 code the compile tests pin); both run the tap loop of ``tiles.conv_taps``.
 
 The tiling does not depend on the batch: every output pixel is reduced in the same order whatever batch it comes
-in (the autotune key leaves the pixel count out), so an image's result is bitwise the same in any batch.
+in (the autotune key leaves the pixel count out), so once the autotuner has chosen (once per process) an image's
+result is bitwise the same in any batch.
 
 Precision as in ``conv2d_forward``: tl.dot with an fp32 accumulator (tf32 for fp32 only when allowed), fp64 through
-a broadcast sum. The launcher checks nothing: the program plan (``ops/program_triton.py``) gives it tensors whose
-shapes come from the program.
+a broadcast sum. The launcher checks nothing: the program plan (``ops/program_plan_triton.py``) and
+``ops/triton_conv.py`` give it tensors whose shapes come from the program or the conv.
 """
 import triton
 import triton.language as tl
