@@ -8,7 +8,7 @@ folded into every conv. Preprocessing as pytorch-fid's: float images in [0, 1], 
 
 ``backend``: ``"auto"`` (the Triton kernels for CUDA images, the fused PyTorch plan elsewhere), ``"torch"`` or
 ``"triton"``. On the triton backend every conv and pool after the resize runs on the kernels, whose tiling does not
-depend on the batch, so an image's features are bitwise the same in any batch.
+depend on the batch, so within one process an image's features are bitwise the same in any batch.
 """
 from __future__ import annotations
 
@@ -91,6 +91,7 @@ class FIDInceptionV3(nn.Module):
             return program_triton(program, (), x, program_output(program, x, None))
         if pool.kind == "max":
             return F.max_pool2d(x, pool.kernel, pool.stride, pool.padding)
+        # the one average here is over all pixels, which pytorch-fid computes this way
         return F.adaptive_avg_pool2d(x, output_size=(1, 1))
 
     def taps(self, images: torch.Tensor, dims: int = 2048) -> torch.Tensor:
