@@ -46,7 +46,7 @@ __all__ = [
     "write", "write_fashion_mnist", "shuffled_programs", "tf32_tol", "BasicConv2d", "TVInception", "TVGoogLeNet",
     "randomise_batchnorms", "small_block", "HAND_WRITTEN", "hand_written_weights",
     "TVInceptionA", "TVInceptionB", "TVInceptionC", "TVInceptionD", "TVInceptionE", "tv_inception_v3_blocks",
-    "fid_state_dict", "write_image_folder", "PROGRAM_CASES", "shrunk",
+    "fid_state_dict", "write_image_folder", "PROGRAM_CASES", "shrunk", "without_tf32",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -66,6 +66,18 @@ GPU_TILE_CONFIGS = [
     {"BLOCK_M": 128, "BLOCK_N": 128, "BLOCK_K": 32, "num_warps": 8, "num_stages": 2},
     {"BLOCK_M": 128, "BLOCK_N": 64, "BLOCK_K": 16, "num_warps": 8, "num_stages": 2},
 ]
+
+
+@contextlib.contextmanager
+def without_tf32():
+    """PyTorch's convolutions and the kernels in full fp32 (tf32 off, cuDNN left on), so fp32 results compare at
+    fp32's tolerance on a GPU too."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
 
 
 def tf32_tol() -> float:

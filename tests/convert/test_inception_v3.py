@@ -17,6 +17,7 @@ from helpers import (
     make_input,
     randomise_batchnorms,
     tv_inception_v3_blocks,
+    without_tf32,
 )
 
 TV_NAMES = ["InceptionA", "InceptionB", "InceptionC", "InceptionD", "InceptionE", "InceptionE"]
@@ -82,7 +83,7 @@ def test_converted_blocks_run_on_the_backend_asked_for():
     converted = convert(torch.nn.Sequential(block).to(DEVICE), backend="triton")
     assert isinstance(converted[0], ProgramBlock) and converted[0].backend == "triton"
     x = make_input((2, 16, 5, 5), "nhwc", seed=2, device=DEVICE)
-    with torch.no_grad(), torch.backends.cudnn.flags(allow_tf32=False):
+    with torch.no_grad(), without_tf32():
         assert_close(converted(x), original(x), torch.float32, "converted on the triton backend")
 
 

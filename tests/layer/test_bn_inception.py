@@ -70,7 +70,7 @@ def test_on_the_triton_backend_convs_with_bias_before_batchnorm(mode):
     from fastinception.program_block import run_with_batchnorm
     from fastinception.programs import bn_inception_block
 
-    from helpers import DEVICE, make_input
+    from helpers import DEVICE, make_input, without_tf32
 
     program = bn_inception_block(12, 4, (5, 6), (3, 7), 2)
     torch.manual_seed(0)
@@ -83,7 +83,7 @@ def test_on_the_triton_backend_convs_with_bias_before_batchnorm(mode):
     results = []
     for backend in ("torch", "triton"):
         xg = x.clone().requires_grad_()
-        with torch.backends.cudnn.flags(allow_tf32=False):  # both at fp32's tolerance on a GPU too
+        with without_tf32():
             y = run_with_batchnorm(program, [(c.weight, c.bias) for c in modules[:len(convs)]],
                                    list(modules[len(convs):]), xg, backend, "test block")
             grads = torch.autograd.grad(y.square().sum(), [xg, *modules.parameters()])

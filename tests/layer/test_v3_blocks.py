@@ -20,6 +20,7 @@ from helpers import (
     TVInceptionE,
     make_input,
     randomise_batchnorms,
+    without_tf32,
 )
 
 # (torchvision-shaped copy, fused block, input channels, side)
@@ -78,7 +79,7 @@ def test_in_eval_mode_the_triton_backend_folds_batchnorm_and_matches_torchvision
     fast.load_state_dict(tv.state_dict())
     tv, fast = tv.to(DEVICE), fast.to(DEVICE)
     fast.backend = "triton"
-    with torch.backends.cudnn.flags(allow_tf32=False):
+    with without_tf32():
         _assert_same_forward_and_gradients(tv, fast, make_input((2, cin, side, side), "nhwc", seed=2, device=DEVICE))
 
 
@@ -93,7 +94,7 @@ def test_in_training_mode_it_trains_as_torchvisions_on_either_backend(backend):
     fast.load_state_dict(tv.state_dict())
     tv, fast = tv.to(DEVICE).train(), fast.to(DEVICE).train()
     fast.backend = backend
-    with torch.backends.cudnn.flags(allow_tf32=False):
+    with without_tf32():
         _assert_same_forward_and_gradients(tv, fast, make_input((2, cin, side, side), "nhwc", seed=2, device=DEVICE))
     for (sname, a), b in zip(tv.state_dict().items(), fast.state_dict().values()):
         assert (torch.equal(a, b) if "num_batches" in sname else rel_error(b, a) <= 1e-5), sname
