@@ -68,27 +68,34 @@ def _poisoned_out(program, x, fmt):
     return poisoned((x.shape[0], program.out_channels, h, w), x.dtype, fmt, device=x.device)
 
 
+@pytest.mark.parametrize("dtype, fmt", [
+    pytest.param(torch.float32, "nhwc", id="fp32-nhwc"),
+    pytest.param(torch.float32, "nchw", id="fp32-nchw", marks=pytest.mark.slow),
+    pytest.param(torch.float16, "nhwc", id="fp16-nhwc", marks=pytest.mark.slow),
+    pytest.param(torch.float64, "nhwc", id="fp64-nhwc", marks=pytest.mark.slow),
+])
 @pytest.mark.parametrize("name", list(CASES))
-def test_forward_launches_and_gradients_match_reference(name):
-    # fp32, channels-last: the forward into a NaN-poisoned out with its launch count and no PyTorch compute op, then
-    # the gradients of x and of every weight against float64
+def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
+    # the forward into a NaN-poisoned out (channels-last: with its launch count and no PyTorch compute op; an NCHW
+    # input is copied to channels-last first), then the gradients of x and of every weight against float64
     program, side = CASES[name]
-    weights = _weights(program, torch.float32, seed=side, grad=True)
-    x = make_input((2, program.in_channels, side, side), "nhwc", seed=3, device=DEVICE).requires_grad_()
-    out = _poisoned_out(program, x, "nhwc")
+    weights = _weights(program, dtype, seed=side, grad=True)
+    x = make_input((2, program.in_channels, side, side), fmt, dtype, seed=3, device=DEVICE).requires_grad_()
+    out = _poisoned_out(program, x, fmt)
     with record_launches() as log:
         y = program_triton(program, weights, x, out)
-    assert log.launches == launch_count(program) == LAUNCHES[name]
-    assert [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS] == []
-    assert y.is_contiguous(memory_format=torch.channels_last)
+    if fmt == "nhwc":
+        assert log.launches == launch_count(program) == LAUNCHES[name]
+        assert [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS] == []
+    assert y.is_contiguous(memory_format=FORMATS[fmt])
     leaves64 = [t.detach().double().requires_grad_() for t in [x, *(t for pair in weights for t in pair)]]
     want = run_reference(program, list(zip(leaves64[1::2], leaves64[2::2])), leaves64[0])
-    assert_close(y, want, torch.float32, f"{name} forward")
+    assert_close(y, want, dtype, f"{name} forward")
     grad = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     want_grads = torch.autograd.grad(want, leaves64, grad)
-    got_grads = torch.autograd.grad(y, [x, *(t for pair in weights for t in pair)], grad.float())
+    got_grads = torch.autograd.grad(y, [x, *(t for pair in weights for t in pair)], grad.to(dtype))
     for k, (g, w) in enumerate(zip(got_grads, want_grads)):
-        assert_close(g, w, torch.float32, f"{name} grad {k}")
+        assert_close(g, w, dtype, f"{name} grad {k}")
 
 
 # the other dtypes and NCHW run the same kernels (NCHW x is copied to channels-last once): three block types with
