@@ -302,8 +302,8 @@ def test_inception_v3_blocks_run_inference_only(tmp_path, capsys):
     assert "--v3-blocks Mixed_7a" in results["command"]
 
 
-@pytest.mark.parametrize("model, passes", [("fid", ["fwd"]),
-                                           pytest.param("inception_v3", ["fwd", "fwdbwd"], marks=pytest.mark.slow)])
+@pytest.mark.slow  # whole networks at 299x299: seconds each even on a CPU
+@pytest.mark.parametrize("model, passes", [("fid", ["fwd"]), ("inception_v3", ["fwd", "fwdbwd"])])
 def test_whole_inception_v3_and_the_fid_extractor(tmp_path, model, passes):
     # the fid extractor is timed for feature extraction only, whatever --passes says
     assert main(["bench", "--blocks", "none", "--model", model, "--passes", "fwd,fwdbwd", "--dtypes", "fp32",

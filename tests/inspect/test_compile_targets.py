@@ -130,7 +130,10 @@ def test_v3_block_kernels_compile_to_wgmma_and_async_copies_without_spills(tmp_p
                                  "--layouts", "channels_last"))
 
 
+# Every dtype and both layouts on C (1x7 / 7x1 convs, a commuted average) and D (stride-2 3x3 convs, a stride-2 max
+# pool); the E block's 1x3 / 3x1 splits run above in fp16. A's 5x5 and B's ops are the same kernels with other
+# constants.
 @pytest.mark.slow
-@pytest.mark.parametrize("block", ["Mixed_5b", "Mixed_6a", "Mixed_6b", "Mixed_7a"])
-def test_every_v3_block_type_compiles_without_spills(tmp_path, block):
+@pytest.mark.parametrize("block", ["Mixed_6b", "Mixed_7a"])
+def test_v3_block_kernels_compile_without_spills_in_every_dtype_and_layout(tmp_path, block):
     assert_program_kernels(_rows(tmp_path, "--block", block, "--batch", "32"))
