@@ -8,7 +8,7 @@ does not validate the same tensors again launch after launch.
 """
 import torch
 
-from .common import SUPPORTED_DTYPES, interpreting, require_launchable
+from .common import SUPPORTED_DTYPES, bf16_on_interpreter, require_launchable
 from .conv2d_backward import launch_conv2d_relu_input_grad, launch_conv2d_relu_weight_grad
 from .conv2d_forward import launch_conv2d_bias_relu, launch_conv2d_bias_relu_pair
 from .stem_backward import launch_stem_input_grad, launch_stem_weight_grad
@@ -49,7 +49,7 @@ def check_same_dtype_and_device(tensors: dict):
 def check_runs_here(dtype, device):
     """Refuse bf16 on Triton's CPU interpreter, which computes it wrongly (it has no bf16 arithmetic: relative
     errors around 1e10, silently). The block's ops run bf16 there in fp32 instead; the kernels alone refuse."""
-    if dtype == torch.bfloat16 and device.type == "cpu" and interpreting():
+    if bf16_on_interpreter(dtype, device):
         raise TypeError("bfloat16 kernels give wrong results under Triton's CPU interpreter; run them on a GPU, or "
                         "use float32/float16 here (FastInception's triton backend computes bf16 in fp32 there)")
 

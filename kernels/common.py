@@ -34,6 +34,17 @@ def require_launchable(*tensors: torch.Tensor) -> None:
         raise RuntimeError(f"the Triton kernels need CUDA tensors, got a tensor on {t.device}")
 
 
+def tf32_allowed(x: torch.Tensor) -> bool:
+    """Whether the kernels may use tf32 on ``x``: CUDA fp32 under PyTorch's switch for convolutions
+    (``torch.backends.cudnn.allow_tf32``), as ``nn.Conv2d`` does."""
+    return x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+
+
+def bf16_on_interpreter(dtype: torch.dtype, device: torch.device) -> bool:
+    """bf16 on Triton's CPU interpreter, which computes it wrongly: the callers run fp32 there and round."""
+    return dtype == torch.bfloat16 and device.type == "cpu" and interpreting()
+
+
 def dot_precision(dtype: torch.dtype, allow_tf32: bool) -> str:
     """``tl.dot`` input precision: tf32 for fp32 only when allowed, as PyTorch convolutions do."""
     if dtype == torch.float32 and allow_tf32:

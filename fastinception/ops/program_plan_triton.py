@@ -23,7 +23,7 @@ import functools
 
 import torch
 
-from ..kernels.common import interpreting, require_launchable
+from ..kernels.common import bf16_on_interpreter, require_launchable
 from ..program import BlockProgram, Conv, Pool
 from .layout import channels_adjacent, memory_format_of
 from .overlap import may_share_elements
@@ -144,7 +144,7 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
     if not channels_adjacent(x):
         return run_program_triton(program, weights, x.contiguous(memory_format=torch.channels_last), out,
                                   allow_tf32=allow_tf32, streams=streams)
-    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and interpreting():
+    if bf16_on_interpreter(x.dtype, x.device):
         # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
         out32 = torch.empty(out.shape, dtype=torch.float32, device=out.device, memory_format=memory_format_of(out))
         run_program_triton(program, [tuple(None if t is None else t.float() for t in p) for p in weights], x.float(),

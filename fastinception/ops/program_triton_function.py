@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..kernels.common import tf32_allowed
 from ..program import BlockProgram
 from .program_plan import run_program_torch
 from .program_plan_triton import run_program_triton
@@ -47,11 +48,6 @@ class ProgramTriton(torch.autograd.Function):
         # out's old values are overwritten: a zero gradient, not None (CopySlices drops the buffer's gradient on None)
         grad_old_out = torch.zeros_like(grad_out) if needs[0] else None
         return (grad_old_out, grads[0], None, None, None, *grads[1:])
-
-
-def tf32_allowed(x: torch.Tensor) -> bool:
-    """tf32 follows PyTorch's switch for convolutions (CUDA fp32 only), as GoogLeNet's block does."""
-    return x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
 
 
 def program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *,

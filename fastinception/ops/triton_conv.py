@@ -12,9 +12,8 @@ import functools
 import torch
 from torch.nn.grad import conv2d_input, conv2d_weight
 
-from ..kernels.common import interpreting, require_launchable
+from ..kernels.common import bf16_on_interpreter, require_launchable, tf32_allowed
 from .layout import memory_format_of
-from .program_triton_function import tf32_allowed
 
 
 class TritonConv2d(torch.autograd.Function):
@@ -41,7 +40,7 @@ def _forward(x, weight, bias, stride, padding):
     require_launchable(x)
     (kh, kw), (sh, sw), (ph, pw) = weight.shape[2:], stride, padding
     shape = (x.shape[0], weight.shape[0], (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1)
-    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and interpreting():
+    if bf16_on_interpreter(x.dtype, x.device):
         # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
         return _forward(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding).to(x.dtype)
     out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..kernels.common import require_launchable
+from ..kernels.common import require_launchable, tf32_allowed
 from ..params import BlockParams
 from . import triton_ops  # noqa: F401  (registers torch.ops.fastinception.*)
 
@@ -70,7 +70,7 @@ def inception_triton(
     (when ``out`` is a view of a buffer in the graph) the rest of that buffer."""
     require_launchable(x)
     # Follow PyTorch's switch for convolutions (tf32 applies to CUDA fp32 only).
-    allow_tf32 = x.is_cuda and x.dtype == torch.float32 and torch.backends.cudnn.allow_tf32
+    allow_tf32 = tf32_allowed(x)
     tracked = x.requires_grad or out.requires_grad or any(p.requires_grad for p in params)
     if not (torch.is_grad_enabled() and tracked):
         # Inference: nothing to save, no autograd node.

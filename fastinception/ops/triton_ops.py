@@ -22,7 +22,7 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-from ..kernels.common import interpreting
+from ..kernels.common import bf16_on_interpreter
 from ..params import BlockParams
 from ..spec import InceptionSpec
 from .layout import channels_adjacent, memory_format_of
@@ -55,10 +55,6 @@ def _on_device(x: Tensor):
     return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
-def _interpreting_bf16(x: Tensor) -> bool:
-    return x.dtype == torch.bfloat16 and x.device.type == "cpu" and interpreting()
-
-
 def _fp32(tensors):
     return [t.float() for t in tensors]
 
@@ -76,7 +72,7 @@ def triton_forward(
         x_cl = x.contiguous(memory_format=torch.channels_last)
         t2, t3, mask, _ = triton_forward(x_cl, out, params, allow_tf32, branches, save_mask)
         return t2, t3, mask, x_cl
-    if _interpreting_bf16(x):
+    if bf16_on_interpreter(x.dtype, x.device):
         out32 = torch.empty(out.shape, dtype=torch.float32, device=out.device, memory_format=memory_format_of(out))
         t2, t3, mask, _ = triton_forward(x.float(), out32, _fp32(params), allow_tf32, branches, save_mask)
         out.copy_(out32)
@@ -158,7 +154,7 @@ def triton_backward(
     """
     if not channels_adjacent(grad_out):
         grad_out = grad_out.contiguous(memory_format=torch.channels_last)
-    if _interpreting_bf16(x):
+    if bf16_on_interpreter(x.dtype, x.device):
         grads = triton_backward(grad_out.float(), x.float(), mask, t2.float(), t3.float(), _fp32(params), layouts,
                                 needs, allow_tf32, deterministic, branches)
         return [g.to(t.dtype) for g, t in zip(grads, layouts)]
