@@ -111,16 +111,15 @@ def uses_batch_statistics(bn: nn.BatchNorm2d) -> bool:
     return bn.training or not bn.track_running_stats or bn.running_mean is None
 
 
-def fold_batchnorm(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm2d) -> tuple:
-    """The (weight, bias) of one conv equal to ``bn(conv(x))`` with ``bn`` using its running statistics;
-    differentiable, so the conv and the BatchNorm's affine parameters get gradients through it."""
-    scale = torch.rsqrt(bn.running_var + bn.eps)
-    if bn.weight is not None:
-        scale = bn.weight * scale
-    shift = -bn.running_mean if bias is None else bias - bn.running_mean
-    folded_bias = shift * scale
-    if bn.bias is not None:
-        folded_bias = folded_bias + bn.bias
+def fold_into_conv(weight, bias, gamma, beta, mean, var, eps: float) -> tuple:
+    """The (weight, bias) of one conv equal to a conv (``weight``, ``bias``) then a BatchNorm using its running
+    statistics: w' = w * s and b' = beta + (b - mean) * s with s = gamma / sqrt(var + eps) (``bias``, ``gamma`` and
+    ``beta`` may be None: 0, 1 and 0). In the tensors' own precision and differentiable, so the conv and the
+    BatchNorm's affine parameters get gradients through it (``convert.bn_fold.fold`` runs it in float64)."""
+    root = torch.sqrt(var + eps)
+    scale = 1 / root if gamma is None else gamma / root
+    shift = -mean if bias is None else bias - mean
+    folded_bias = shift * scale if beta is None else beta + shift * scale
     return weight * scale.reshape(-1, 1, 1, 1), folded_bias
 
 
@@ -132,8 +131,9 @@ def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backe
     general conv kernel (``"triton"``) or by PyTorch (``"auto"`` and ``"torch"``)."""
     if not any(uses_batch_statistics(bn) for bn in bns):
         if resolve_backend(backend, x) == "triton":
-            return run_checked(program, [fold_batchnorm(w, b, bn) for (w, b), bn in zip(convs, bns)], x,
-                               backend="triton")
+            folded = [fold_into_conv(w, b, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+                      for (w, b), bn in zip(convs, bns)]
+            return run_checked(program, folded, x, backend="triton")
         backend = "torch"
     # batch statistics: "auto" keeps PyTorch's convolutions, "triton" runs each conv on the kernel
     return run_checked(program, list(convs), x, epilogue=lambda k, y: F.relu(bns[k](y)),

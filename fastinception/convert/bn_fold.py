@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..program_block import fold_into_conv
 from ..structure import NotConvertible
 
 BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
@@ -26,15 +27,10 @@ def fold_batchnorm(conv: nn.Conv2d, bn: nn.Module) -> tuple[torch.Tensor, torch.
 
 
 def fold(weight, bias, gamma, beta, mean, var, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """w' = w * s and b' = beta + (b - mean) * s with s = gamma / sqrt(var + eps) (``bias``, ``gamma`` and ``beta``
-    may be None: 0, 1 and 0). Computed in float64 so the only rounding is the final cast to the weight's dtype."""
+    """``program_block.fold_into_conv`` computed in float64, so the only rounding is the final cast to the weight's
+    dtype; not differentiable (a converted block holds the results as its own parameters)."""
     work = torch.float64 if weight.device.type != "mps" else torch.float32  # MPS has no float64
     with torch.no_grad():
-        w = weight.to(work)
-        b = bias.to(work) if bias is not None else torch.zeros(w.shape[0], dtype=work, device=w.device)
-        g = gamma.to(work) if gamma is not None else torch.ones_like(b)
-        beta = beta.to(work) if beta is not None else torch.zeros_like(b)
-        scale = g / torch.sqrt(var.to(work) + eps)
-        folded_w = w * scale.reshape(-1, 1, 1, 1)
-        folded_b = beta + (b - mean.to(work)) * scale
+        folded_w, folded_b = fold_into_conv(*(None if t is None else t.to(work)
+                                              for t in (weight, bias, gamma, beta, mean, var)), eps)
     return folded_w.to(weight.dtype), folded_b.to(weight.dtype)
