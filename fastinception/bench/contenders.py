@@ -84,7 +84,7 @@ def _fast(backend: str):
 def _fast_network(model: nn.Module, backend: str) -> nn.Module:
     """fastinception's own model with the weights of a reference Inception-v3 or FID extractor: ``inception_v3()``
     (the same parameter names, so gradients compare by name) or ``FIDInceptionV3`` (BatchNorm folded)."""
-    weight = model.Conv2d_1a_3x3.conv.weight if isinstance(model, Inception3) else model.net.Conv2d_1a_3x3.conv.weight
+    weight = next(model.parameters())
     if isinstance(model, FIDFeatures):
         fast = FIDInceptionV3.from_state_dict(model.net.state_dict(), backend=backend)
     else:

@@ -24,13 +24,6 @@ def _streams_for(device: torch.device, count: int):
 
 
 @contextlib.contextmanager
-def branch_streams(device: torch.device, enabled: bool):
-    """Yield two context managers, one per branch: ``side_streams`` for GoogLeNet's two spatial branches."""
-    with side_streams(device, 2, enabled) as contexts:
-        yield contexts
-
-
-@contextlib.contextmanager
 def side_streams(device: torch.device, count: int, enabled: bool):
     """Yield ``count`` context managers, one per branch; their work runs on side streams when enabled on CUDA.
 

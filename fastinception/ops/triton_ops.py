@@ -27,7 +27,7 @@ from ..params import BlockParams
 from ..spec import InceptionSpec
 from .layout import channels_adjacent, memory_format_of
 from .overlap import may_share_elements
-from .streams import branch_streams
+from .streams import side_streams
 
 
 def _empty_like_layout(x: Tensor, channels: int) -> Tensor:
@@ -100,7 +100,7 @@ def triton_forward(
             launch_conv2d_bias_relu_pair(t2, p.w2b, p.b2b, out[:, s2], t3, p.w3b, p.b3b, out[:, s3], mask_a=m2,
                                          mask_b=m3, allow_tf32=allow_tf32)
         else:
-            with branch_streams(x.device, branches == "streams") as (branch2, branch3):
+            with side_streams(x.device, 2, branches == "streams") as (branch2, branch3):
                 with branch2:
                     launch_conv2d_bias_relu(t2, p.w2b, p.b2b, out[:, s2], mask=m2, allow_tf32=allow_tf32)
                 with branch3:
@@ -176,9 +176,9 @@ def triton_backward(
     stem_names = ("w1", "b1", "w2a", "b2a", "w3a", "b3a", "w4", "b4")
     # The stem's gradient kernels read the reductions' gradients as part of their GEMM operand.
     need_reduced_grads = needs[0] or any(getattr(need, n) for n in stem_names)
-    # Allocated on the caller's stream before the fork (see streams.branch_streams).
+    # Allocated on the caller's stream before the fork (see streams.side_streams).
     dt2, dt3 = (torch.empty_like(t2), torch.empty_like(t3)) if need_reduced_grads else (None, None)
-    with _on_device(x), branch_streams(x.device, branches == "streams") as (branch2, branch3):
+    with _on_device(x), side_streams(x.device, 2, branches == "streams") as (branch2, branch3):
         with branch2:
             if need_reduced_grads:
                 launch_conv2d_relu_input_grad(g2, m2, p.w2b, t2, dt2, allow_tf32=allow_tf32)
