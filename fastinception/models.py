@@ -9,7 +9,7 @@ from torch import nn
 from .functional import check_backend
 from .layer import FastInception
 from .program_block import run_with_batchnorm
-from .programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, BN_INCEPTION_BLOCKS, MAX_3X3, V3_STEM
+from .programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, BN_INCEPTION_BLOCKS, MAX_3X3, V3_BLOCK_KINDS, V3_STEM
 from .reference import Inception
 from .v3_blocks import ConvBN, FastInceptionA, FastInceptionB, FastInceptionC, FastInceptionD, FastInceptionE
 
@@ -116,8 +116,7 @@ class InceptionV3(nn.Module):
             x = self._transform_input(x)
         x = self.maxpool1(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))))
         x = self.maxpool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
-        for name in ("Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-                     "Mixed_7a", "Mixed_7b", "Mixed_7c"):
+        for name in V3_BLOCK_KINDS:
             x = getattr(self, name)(x)
         return self.fc(torch.flatten(self.dropout(self.avgpool(x)), 1))
 

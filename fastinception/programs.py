@@ -172,6 +172,13 @@ V3_UNIT_NAMES = {
                    "branch3x3dbl_3a", "branch3x3dbl_3b", "branch_pool"),
 }
 
+# The blocks of Inception3 (torchvision's, pytorch-fid's), in order, and the type of each (its unit names above)
+V3_BLOCK_KINDS = {
+    "Mixed_5b": "InceptionA", "Mixed_5c": "InceptionA", "Mixed_5d": "InceptionA", "Mixed_6a": "InceptionB",
+    "Mixed_6b": "InceptionC", "Mixed_6c": "InceptionC", "Mixed_6d": "InceptionC", "Mixed_6e": "InceptionC",
+    "Mixed_7a": "InceptionD", "Mixed_7b": "InceptionE", "Mixed_7c": "InceptionE",
+}
+
 # name -> (program, input side) at 299x299 images: torchvision's Inception3 and pytorch-fid's FID network.
 INCEPTION_V3_BLOCKS = {
     "Mixed_5b": (inception_v3_a(192, 32, name="Mixed_5b"), 35),

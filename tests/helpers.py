@@ -26,10 +26,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
 from fastinception import programs as P
-from fastinception.fid.weights import BLOCK_KINDS
 from fastinception.kernels.common import interpreting
 from fastinception.program import Branch, Conv
-from fastinception.programs import FID_INCEPTION_BLOCKS, V3_STEM, V3_UNIT_NAMES
+from fastinception.programs import FID_INCEPTION_BLOCKS, V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
 from fastinception.reference_v3 import BasicConv2d
 from fastinception.reference_v3 import InceptionA as TVInceptionA
 from fastinception.reference_v3 import InceptionB as TVInceptionB
@@ -357,7 +356,7 @@ def fid_state_dict(seed: int = 0) -> dict:
     weights and BatchNorm statistics far from the defaults."""
     gen = torch.Generator().manual_seed(seed)
     shapes = {name: (out, cin, k, k) for name, (out, cin, k, _, _) in V3_STEM.items()}
-    for block, kind in BLOCK_KINDS.items():
+    for block, kind in V3_BLOCK_KINDS.items():
         slots = FID_INCEPTION_BLOCKS[block][0].conv_slots()
         shapes.update({f"{block}.{unit}": s.weight_shape for unit, s in zip(V3_UNIT_NAMES[kind], slots)})
     state = {}

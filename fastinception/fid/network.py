@@ -21,8 +21,8 @@ from ..ops.program_plan import program_output
 from ..ops.program_triton_function import program_triton
 from ..program import BlockProgram, Branch, Conv, Pool
 from ..program_block import ProgramBlock, run_checked
-from ..programs import FID_INCEPTION_BLOCKS, V3_STEM, V3_UNIT_NAMES
-from .weights import BLOCK_KINDS, folded_units, read_state_dict
+from ..programs import FID_INCEPTION_BLOCKS, V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
+from .weights import folded_units, read_state_dict
 
 DIMS = (64, 192, 768, 2048)
 INPUT_SIZE = 299
@@ -50,7 +50,7 @@ class FIDInceptionV3(nn.Module):
                 conv.weight.copy_(units[name][0])
                 conv.bias.copy_(units[name][1])
             self.add_module(name, conv)
-        for block, kind in BLOCK_KINDS.items():
+        for block, kind in V3_BLOCK_KINDS.items():
             program = FID_INCEPTION_BLOCKS[block][0]
             pairs = [units[f"{block}.{unit}"] for unit in V3_UNIT_NAMES[kind]]
             self.add_module(block, ProgramBlock.from_weights(program, pairs, backend=backend))
@@ -73,7 +73,7 @@ class FIDInceptionV3(nn.Module):
     def backend(self, name: str) -> None:
         """The backend of the whole network, blocks included."""
         self._backend = check_backend(name)
-        for block in BLOCK_KINDS:
+        for block in V3_BLOCK_KINDS:
             getattr(self, block).backend = name
 
     def _triton(self, x: torch.Tensor) -> bool:
@@ -110,11 +110,11 @@ class FIDInceptionV3(nn.Module):
         x = self._pool(self._stem_conv("Conv2d_4a_3x3", self._stem_conv("Conv2d_3b_1x1", x)), STEM_POOL)
         if dims == 192:
             return x
-        for block in list(BLOCK_KINDS)[:8]:
+        for block in list(V3_BLOCK_KINDS)[:8]:
             x = getattr(self, block)(x)
         if dims == 768:
             return x
-        for block in list(BLOCK_KINDS)[8:]:
+        for block in list(V3_BLOCK_KINDS)[8:]:
             x = getattr(self, block)(x)
         return x
 

@@ -13,18 +13,11 @@ import pathlib
 import torch
 
 from ..convert.bn_fold import fold
-from ..programs import V3_STEM, V3_UNIT_NAMES
+from ..programs import V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
+from ..v3_blocks import BN_EPS
 
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FILE_NAME
-BN_EPS = 0.001  # torchvision's BasicConv2d
-
-# The blocks and their types (the unit names of each type: programs.V3_UNIT_NAMES)
-BLOCK_KINDS = {
-    "Mixed_5b": "InceptionA", "Mixed_5c": "InceptionA", "Mixed_5d": "InceptionA", "Mixed_6a": "InceptionB",
-    "Mixed_6b": "InceptionC", "Mixed_6c": "InceptionC", "Mixed_6d": "InceptionC", "Mixed_6e": "InceptionC",
-    "Mixed_7a": "InceptionD", "Mixed_7b": "InceptionE", "Mixed_7c": "InceptionE",
-}
 
 
 class WeightsError(ValueError):
@@ -40,7 +33,7 @@ def cached_weights() -> pathlib.Path | None:
 def unit_names() -> list[str]:
     """Every conv+BatchNorm unit of the feature network, stem first, blocks in order, each block's units in the
     order of its program's conv slots."""
-    return [*V3_STEM, *(f"{block}.{unit}" for block, kind in BLOCK_KINDS.items() for unit in V3_UNIT_NAMES[kind])]
+    return [*V3_STEM, *(f"{block}.{unit}" for block, kind in V3_BLOCK_KINDS.items() for unit in V3_UNIT_NAMES[kind])]
 
 
 def read_state_dict(path) -> dict:
