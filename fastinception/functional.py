@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from .autocast import autocast_dtype, cast_for_autocast
-from .ops.layout import memory_format_of
+from .ops.layout import empty_in_layout_of
 from .ops.streams import check_branch_mode
 from .ops.torch_plan import inception_torch
 from .ops.triton_function import inception_triton
@@ -59,12 +59,7 @@ def inception(
     plan = resolve_backend(backend, x)
     transformed = check_transforms(x, params, plan)
     if out is None:
-        out = torch.empty(
-            (x.shape[0], spec.out_channels, x.shape[2], x.shape[3]),
-            dtype=x.dtype,
-            device=x.device,
-            memory_format=memory_format_of(x),
-        )
+        out = empty_in_layout_of(x, (x.shape[0], spec.out_channels, x.shape[2], x.shape[3]))
     else:
         check_out(out, x, spec)
     # Nothing to launch for an empty batch; the PyTorch ops still give it an autograd graph.

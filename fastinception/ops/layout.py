@@ -26,3 +26,9 @@ def channels_adjacent(x: torch.Tensor) -> bool:
 
 def memory_format_of(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if is_channels_last(x) else torch.contiguous_format
+
+
+def empty_in_layout_of(x: torch.Tensor, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """An uninitialised (N, C, H, W) tensor of ``shape`` on ``x``'s device, in ``x``'s memory format and dtype (or
+    ``dtype``): the output and every intermediate follow the input's layout."""
+    return torch.empty(shape, dtype=dtype or x.dtype, device=x.device, memory_format=memory_format_of(x))

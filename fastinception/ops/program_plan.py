@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..program import BlockProgram, Conv
 from ..program_reference import apply_conv, apply_pool
-from .layout import memory_format_of
+from .layout import empty_in_layout_of
 from .torch_plan import fuse_pointwise, write_branches
 
 
@@ -70,7 +70,7 @@ def program_output(program: BlockProgram, x: torch.Tensor, out: torch.Tensor | N
     h, w = program.out_size(x.shape[2], x.shape[3])
     shape = (x.shape[0], program.out_channels, h, w)
     if out is None:
-        return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+        return empty_in_layout_of(x, shape)
     if tuple(out.shape) != shape or out.dtype != x.dtype or out.device != x.device:
         # a smaller batch would broadcast into it silently
         raise ValueError(f"out must be {shape} {x.dtype} on {x.device}, got {tuple(out.shape)} {out.dtype} on "

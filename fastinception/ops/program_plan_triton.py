@@ -25,7 +25,7 @@ import torch
 
 from ..kernels.common import bf16_on_interpreter, require_launchable
 from ..program import BlockProgram, Conv, Pool
-from .layout import channels_adjacent, memory_format_of
+from .layout import channels_adjacent, empty_in_layout_of
 from .overlap import may_share_elements
 from .streams import side_streams
 
@@ -118,11 +118,6 @@ def launch_count(program: BlockProgram) -> int:
     return count
 
 
-def _new_like(x: torch.Tensor, channels: int, h: int, w: int) -> torch.Tensor:
-    return torch.empty((x.shape[0], channels, h, w), dtype=x.dtype, device=x.device,
-                       memory_format=memory_format_of(x))
-
-
 def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
                        streams: bool = True) -> torch.Tensor:
     """``program`` on ``x`` with ``weights`` into ``out`` (shapes checked by the caller), with the Triton kernels.
@@ -146,12 +141,12 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
                                   allow_tf32=allow_tf32, streams=streams)
     if bf16_on_interpreter(x.dtype, x.device):
         # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
-        out32 = torch.empty(out.shape, dtype=torch.float32, device=out.device, memory_format=memory_format_of(out))
+        out32 = empty_in_layout_of(out, out.shape, torch.float32)
         run_program_triton(program, [tuple(None if t is None else t.float() for t in p) for p in weights], x.float(),
                            out32, allow_tf32=allow_tf32, streams=streams)
         return out.copy_(out32)
     if may_share_elements(x, out):  # the stem reads x while later launches write out
-        fresh = _new_like(out, out.shape[1], out.shape[2], out.shape[3])
+        fresh = empty_in_layout_of(out, out.shape)
         run_program_triton(program, weights, x, fresh, allow_tf32=allow_tf32, streams=streams)
         return out.copy_(fresh)
     if x.shape[0] == 0:
@@ -175,6 +170,9 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
     slots = program.conv_slots()
     weights = tuple(weights)
     H, W = x.shape[2], x.shape[3]
+    def buffer(channels, h, w):
+        return empty_in_layout_of(x, (x.shape[0], channels, h, w))
+
     # Every buffer is allocated here, on the caller's stream, before the branches fork (see streams.side_streams).
     stem_dest, work = {}, []
     for i, (b, branch_slice) in enumerate(zip(plan.branches, program.slices)):
@@ -183,16 +181,16 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
         if b.head is not None:
             conv = slots[b.head.slot].conv
             if b.head.commuted:
-                stem_dest[i] = _new_like(x, conv.out_channels, H, W)  # the raw 1x1 output, pooled next
+                stem_dest[i] = buffer(conv.out_channels, H, W)  # the raw 1x1 output, pooled next
                 h, w = b.head.pool.out_size(H, W)
-                src = out[:, branch_slice] if done_in_head else _new_like(x, conv.out_channels, h, w)
+                src = out[:, branch_slice] if done_in_head else buffer(conv.out_channels, h, w)
                 launches.append(pool_launch(stem_dest[i], src, b.head.pool, weights[b.head.slot][1], conv.relu))
             else:
-                src = stem_dest[i] = out[:, branch_slice] if done_in_head else _new_like(x, conv.out_channels, H, W)
+                src = stem_dest[i] = out[:, branch_slice] if done_in_head else buffer(conv.out_channels, H, W)
         for j, (op, slot) in enumerate(b.ops):
             h, w = op.out_size(h, w)
             channels = op.out_channels if isinstance(op, Conv) else src.shape[1]
-            dest = out[:, branch_slice] if j == len(b.ops) - 1 and not b.split else _new_like(x, channels, h, w)
+            dest = out[:, branch_slice] if j == len(b.ops) - 1 and not b.split else buffer(channels, h, w)
             launches.append(conv_launch(src, [(op, slot, dest)]) if isinstance(op, Conv)
                             else pool_launch(src, dest, op))
             src = dest

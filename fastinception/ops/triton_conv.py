@@ -13,7 +13,7 @@ import torch
 from torch.nn.grad import conv2d_input, conv2d_weight
 
 from ..kernels.common import bf16_on_interpreter, require_launchable, tf32_allowed
-from .layout import memory_format_of
+from .layout import empty_in_layout_of
 
 
 class TritonConv2d(torch.autograd.Function):
@@ -43,7 +43,7 @@ def _forward(x, weight, bias, stride, padding):
     if bf16_on_interpreter(x.dtype, x.device):
         # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
         return _forward(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding).to(x.dtype)
-    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    out = empty_in_layout_of(x, shape)
     if out.numel():
         launch_conv2d_general(x, [(weight, bias, out, (kh, kw), stride, padding, False)], allow_tf32=tf32_allowed(x))
     return out

@@ -25,14 +25,14 @@ from torch import Tensor
 from ..kernels.common import bf16_on_interpreter
 from ..params import BlockParams
 from ..spec import InceptionSpec
-from .layout import channels_adjacent, memory_format_of
+from .layout import channels_adjacent, empty_in_layout_of, memory_format_of
 from .overlap import may_share_elements
 from .streams import side_streams
 
 
 def _empty_like_layout(x: Tensor, channels: int) -> Tensor:
     n, _, h, w = x.shape
-    return torch.empty((n, channels, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format_of(x))
+    return empty_in_layout_of(x, (n, channels, h, w))
 
 
 def _branch_slices(p: BlockParams) -> tuple:
@@ -73,12 +73,12 @@ def triton_forward(
         t2, t3, mask, _ = triton_forward(x_cl, out, params, allow_tf32, branches, save_mask)
         return t2, t3, mask, x_cl
     if bf16_on_interpreter(x.dtype, x.device):
-        out32 = torch.empty(out.shape, dtype=torch.float32, device=out.device, memory_format=memory_format_of(out))
+        out32 = empty_in_layout_of(out, out.shape, torch.float32)
         t2, t3, mask, _ = triton_forward(x.float(), out32, _fp32(params), allow_tf32, branches, save_mask)
         out.copy_(out32)
         return t2.to(x.dtype), t3.to(x.dtype), mask, _nothing(x)
     if may_share_elements(x, out):
-        fresh = torch.empty(out.shape, dtype=out.dtype, device=out.device, memory_format=memory_format_of(out))
+        fresh = empty_in_layout_of(out, out.shape)
         t2, t3, mask, _ = triton_forward(x, fresh, params, allow_tf32, branches, save_mask)
         out.copy_(fresh)
         return t2, t3, mask, _nothing(x)
@@ -117,7 +117,7 @@ def _mask_buffer(x: Tensor, channels: int, save_mask: bool) -> Tensor:
     if not save_mask:
         return torch.empty(0, dtype=torch.uint8, device=x.device)
     n, _, h, w = x.shape
-    return torch.empty((n, channels, h, w), dtype=torch.uint8, device=x.device, memory_format=memory_format_of(x))
+    return empty_in_layout_of(x, (n, channels, h, w), torch.uint8)
 
 
 @triton_forward.register_fake
