@@ -11,9 +11,9 @@ The plan, per program (``triton_plan``):
    streams, forked after the stem and joined before returning.
 
 Launch count of a program: ``launch_count(program)``. No PyTorch compute op runs in the forward (an NCHW ``x`` is
-copied to channels-last once, as GoogLeNet's triton path does). The backward is not a kernel yet: it recomputes the
-block through the fused PyTorch plan and differentiates that (``ProgramTriton``), which gives the exact gradient of
-the block (the recomputed forward differs from the kernels' only by rounding).
+copied to channels-last once, as GoogLeNet's triton path does). Each branch's launches are ``ConvStep`` /
+``PoolStep`` / ``PrologueStep`` records; the forward can hand them over as a ``Tape``, which the backward
+(``program_backward_triton``) walks back.
 """
 from __future__ import annotations
 
@@ -118,12 +118,65 @@ def launch_count(program: BlockProgram) -> int:
     return count
 
 
+@dataclasses.dataclass(frozen=True)
+class ConvStep:
+    """One launch of a branch: ``convs`` (one, or two of a split) on ``src`` (None: the block's input), each
+    ``(conv, slot, dest, out_slice)``; a dest that is a channel slice of the block's output has its ``out_slice``.
+    ``bias`` False: a commuted head's 1x1, whose bias the pool after it adds."""
+
+    src: torch.Tensor | None
+    convs: tuple[tuple[Conv, int, torch.Tensor | None, slice | None], ...]
+    bias: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStep:
+    """``dest <- relu?(pool(src) + bias of conv bias_slot)``, ``src`` None for the block's input."""
+
+    pool: Pool
+    src: torch.Tensor | None
+    dest: torch.Tensor | None
+    out_slice: slice | None = None
+    bias_slot: int | None = None
+    relu: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PrologueStep:
+    """A max-pool head: the stem's A-tile prologue pools x, then conv ``slot`` writes ``dest``."""
+
+    pool: Pool
+    conv: Conv
+    slot: int
+    dest: torch.Tensor | None
+    out_slice: slice | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tape:
+    """What the backward needs of one forward: the input the kernels read (channels-last, in the dtype they computed
+    in) and every branch's steps in order, with the block output's slices left out (``without_outputs``)."""
+
+    x: torch.Tensor | None
+    branches: tuple[tuple[ConvStep | PoolStep | PrologueStep, ...], ...]
+
+
+def without_outputs(step):
+    """``step`` with its dests that are slices of the block's output dropped (named by their ``out_slice``), so a
+    tape holds no view of a tensor autograd returns."""
+    if isinstance(step, ConvStep):
+        return dataclasses.replace(step, convs=tuple((c, k, None if s is not None else d, s)
+                                                     for c, k, d, s in step.convs))
+    return step if step.out_slice is None else dataclasses.replace(step, dest=None)
+
+
 def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
-                       streams: bool = True) -> torch.Tensor:
+                       streams: bool = True, record: list | None = None) -> torch.Tensor:
     """``program`` on ``x`` with ``weights`` into ``out`` (shapes checked by the caller), with the Triton kernels.
-    Not differentiable: ``ProgramTriton`` is. Under torch.compile it runs as it is (a graph break) instead of being
-    traced through the launchers, the autotuner and the streams."""
-    return _not_traced()(program, weights, x, out, allow_tf32=allow_tf32, streams=streams)
+    Not differentiable: ``ProgramTriton`` is, and passes ``record`` (a list) to receive the forward's ``Tape``.
+    Under torch.compile it runs as it is (a graph break) instead of being traced through the launchers, the
+    autotuner and the streams."""
+    return _not_traced()(program, weights, x, out, allow_tf32=allow_tf32, streams=streams, record=record)
 
 
 @functools.cache
@@ -134,73 +187,90 @@ def _not_traced():
 
 
 def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
-                        streams: bool = True) -> torch.Tensor:
+                        streams: bool = True, record: list | None = None) -> torch.Tensor:
     require_launchable(x)
+    again = functools.partial(run_program_triton, program, allow_tf32=allow_tf32, streams=streams, record=record)
     if not channels_adjacent(x):
-        return run_program_triton(program, weights, x.contiguous(memory_format=torch.channels_last), out,
-                                  allow_tf32=allow_tf32, streams=streams)
+        return again(weights, x.contiguous(memory_format=torch.channels_last), out)
     if bf16_on_interpreter(x.dtype, x.device):
         # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
         out32 = empty_in_layout_of(out, out.shape, torch.float32)
-        run_program_triton(program, [tuple(None if t is None else t.float() for t in p) for p in weights], x.float(),
-                           out32, allow_tf32=allow_tf32, streams=streams)
+        again([tuple(None if t is None else t.float() for t in p) for p in weights], x.float(), out32)
         return out.copy_(out32)
     if may_share_elements(x, out):  # the stem reads x while later launches write out
         fresh = empty_in_layout_of(out, out.shape)
-        run_program_triton(program, weights, x, fresh, allow_tf32=allow_tf32, streams=streams)
+        again(weights, x, fresh)
         return out.copy_(fresh)
-    if x.shape[0] == 0:
-        return out
     from ..kernels.conv2d_general import launch_conv2d_general
     from ..kernels.pointwise_stem import launch_pointwise_stem
     from ..kernels.pool2d import launch_pool2d
-
-    def pool_launch(src, dest, pool, bias=None, relu=False):
-        return functools.partial(launch_pool2d, src, dest, kind=pool.kind, kernel=pool.kernel, stride=pool.stride,
-                                 padding=pool.padding, count_include_pad=pool.count_include_pad, bias=bias,
-                                 relu=relu)
-
-    def conv_launch(src, convs):
-        # convs: (conv, slot, dest) each
-        return functools.partial(launch_conv2d_general, src, [
-            (*weights[slot], dest, conv.kernel, conv.stride, conv.padding, conv.relu) for conv, slot, dest in convs
-        ], allow_tf32=allow_tf32)
 
     plan = triton_plan(program)
     slots = program.conv_slots()
     weights = tuple(weights)
     H, W = x.shape[2], x.shape[3]
+
     def buffer(channels, h, w):
         return empty_in_layout_of(x, (x.shape[0], channels, h, w))
 
+    def dest_of(channels, h, w, into: slice | None):
+        # a branch's last op writes its slice of out; the others a buffer of their own
+        return (out[:, into], into) if into is not None else (buffer(channels, h, w), None)
+
+    def step_launch(step):
+        src = x if step.src is None else step.src
+        if isinstance(step, PoolStep):
+            return functools.partial(
+                launch_pool2d, src, step.dest, kind=step.pool.kind, kernel=step.pool.kernel, stride=step.pool.stride,
+                padding=step.pool.padding, count_include_pad=step.pool.count_include_pad,
+                bias=None if step.bias_slot is None else weights[step.bias_slot][1], relu=step.relu)
+        return functools.partial(launch_conv2d_general, src, [
+            (*weights[slot], dest, conv.kernel, conv.stride, conv.padding, conv.relu)
+            for conv, slot, dest, _ in step.convs
+        ], allow_tf32=allow_tf32)
+
     # Every buffer is allocated here, on the caller's stream, before the branches fork (see streams.side_streams).
-    stem_dest, work = {}, []
+    stem_dest, work, tape = {}, [], []
     for i, (b, branch_slice) in enumerate(zip(plan.branches, program.slices)):
-        launches, src, (h, w) = [], x, (H, W)
-        done_in_head = not b.ops and not b.split
+        steps, in_stem, (h, w) = [], 0, (H, W)
+        done_in_head = branch_slice if not b.ops and not b.split else None
+        src = None
         if b.head is not None:
             conv = slots[b.head.slot].conv
             if b.head.commuted:
                 stem_dest[i] = buffer(conv.out_channels, H, W)  # the raw 1x1 output, pooled next
                 h, w = b.head.pool.out_size(H, W)
-                src = out[:, branch_slice] if done_in_head else buffer(conv.out_channels, h, w)
-                launches.append(pool_launch(stem_dest[i], src, b.head.pool, weights[b.head.slot][1], conv.relu))
+                src, at = dest_of(conv.out_channels, h, w, done_in_head)
+                steps += [ConvStep(None, ((dataclasses.replace(conv, relu=False), b.head.slot, stem_dest[i], None),),
+                                   bias=False),
+                          PoolStep(b.head.pool, stem_dest[i], src, at, b.head.slot, conv.relu)]
+                in_stem = 1
             else:
-                src = stem_dest[i] = out[:, branch_slice] if done_in_head else buffer(conv.out_channels, H, W)
+                src, at = dest_of(conv.out_channels, H, W, done_in_head)
+                stem_dest[i] = src
+                steps.append(ConvStep(None, ((conv, b.head.slot, src, at),)) if b.head.pool is None
+                             else PrologueStep(b.head.pool, conv, b.head.slot, src, at))
+                in_stem = 1
         for j, (op, slot) in enumerate(b.ops):
             h, w = op.out_size(h, w)
-            channels = op.out_channels if isinstance(op, Conv) else src.shape[1]
-            dest = out[:, branch_slice] if j == len(b.ops) - 1 and not b.split else buffer(channels, h, w)
-            launches.append(conv_launch(src, [(op, slot, dest)]) if isinstance(op, Conv)
-                            else pool_launch(src, dest, op))
+            channels = op.out_channels if isinstance(op, Conv) else (x if src is None else src).shape[1]
+            dest, at = dest_of(channels, h, w, branch_slice if j == len(b.ops) - 1 and not b.split else None)
+            steps.append(ConvStep(src, ((op, slot, dest, at),)) if isinstance(op, Conv)
+                         else PoolStep(op, src, dest, at))
             src = dest
         start, split = branch_slice.start, []
         for conv, slot in b.split:
-            split.append((conv, slot, out[:, start:start + conv.out_channels]))
-            start += conv.out_channels
-        launches += [conv_launch(src, split[k:k + 2]) for k in range(0, len(split), 2)]
-        if launches:
-            work.append(launches)
+            at = slice(start, start + conv.out_channels)
+            split.append((conv, slot, out[:, at], at))
+            start = at.stop
+        steps += [ConvStep(src, tuple(split[k:k + 2])) for k in range(0, len(split), 2)]
+        tape.append(tuple(steps))
+        if len(steps) > in_stem:
+            work.append([step_launch(step) for step in steps[in_stem:]])
+    if record is not None:
+        record.append(Tape(x, tuple(tuple(without_outputs(s) for s in steps) for steps in tape)))
+    if x.shape[0] == 0:
+        return out
 
     with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
         for heads, pool_head in plan.stem_launches():

@@ -1,17 +1,20 @@
-"""The triton backend of a block program as an autograd Function: the kernels forward (``program_plan_triton``), and a
-backward that recomputes the block through the fused PyTorch plan and differentiates it.
+"""The triton backend of a block program as an autograd Function: the kernels forward (``program_plan_triton``), which
+records its steps, and the kernels backward (``program_backward_triton``), which walks them back.
 
-The backward kernels cover GoogLeNet's block only; for the other programs the recomputation is the documented
-fallback: its gradients are the exact gradients of the block, computed by PyTorch's convolution and pooling
-backward. It costs one more forward in PyTorch ops and saves nothing but ``x`` and the weights.
+Saved for the backward: x as the kernels read it, the block's output (its ReLU masks), the weights, and the
+intermediate activations of the branches. An in-place change to the output before the backward is refused by
+autograd's version check, as for PyTorch's own ops that save their output.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
 from ..kernels.common import tf32_allowed
 from ..program import BlockProgram
-from .program_plan import run_program_torch
+from .overlap import may_share_elements
+from .program_backward_triton import run_program_backward_triton
 from .program_plan_triton import run_program_triton
 
 
@@ -20,10 +23,15 @@ class ProgramTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, out, x, program: BlockProgram, allow_tf32: bool, streams: bool, *flat):
         pairs = list(zip(flat[0::2], flat[1::2]))
-        run_program_triton(program, pairs, x, out, allow_tf32=allow_tf32, streams=streams)
+        if may_share_elements(x, out):  # out overwrites x, which the backward reads
+            x = x.clone()
+        record = []
+        run_program_triton(program, pairs, x, out, allow_tf32=allow_tf32, streams=streams, record=record)
+        tape, = record
         ctx.mark_dirty(out)
-        ctx.save_for_backward(x, *flat)
-        ctx.program = program
+        ctx.save_for_backward(tape.x, out, *flat)
+        ctx.tape = dataclasses.replace(tape, x=None)  # x goes through save_for_backward (version checks)
+        ctx.allow_tf32, ctx.streams, ctx.x_dtype = allow_tf32, streams, x.dtype
         return out
 
     @staticmethod
@@ -31,23 +39,17 @@ class ProgramTriton(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError("the triton backend of a block program does not support double backward "
                                "(create_graph=True); use backend='torch' for higher-order gradients")
-        x, *flat = ctx.saved_tensors
+        x, out, *flat = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        # PyTorch's CPU convolutions accumulate fp16 / bf16 gradients in their own precision (3% off float64 on a v3 E
-        # block's input gradient): on a CPU (the interpreter) the recomputation runs in fp32 and rounds, as the
-        # forward does for bf16; on a GPU cuDNN accumulates in fp32 already
-        work = torch.float32 if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        with torch.enable_grad():
-            leaves = [None if t is None else t.detach().to(work).requires_grad_(need)
-                      for t, need in zip([x, *flat], [needs[1], *needs[5:]])]
-            y = run_program_torch(ctx.program, list(zip(leaves[1::2], leaves[2::2])), leaves[0])
-            wanted = [t for t in leaves if t is not None and t.requires_grad]
-            grads = iter(torch.autograd.grad(y, wanted, grad_out.to(work)) if wanted else ())
-        grads = [next(grads).to(saved.dtype) if leaf is not None and leaf.requires_grad else None
-                 for leaf, saved in zip(leaves, [x, *flat])]
+        grad_x, grads = run_program_backward_triton(
+            dataclasses.replace(ctx.tape, x=x), out, list(zip(flat[0::2], flat[1::2])), grad_out,
+            need_x=needs[1], need_weights=list(zip(needs[5::2], needs[6::2])), allow_tf32=ctx.allow_tf32,
+            streams=ctx.streams)
+        flat_grads = [None if g is None else g.to(saved.dtype)
+                      for g, saved in zip([g for pair in grads for g in pair], flat)]
         # out's old values are overwritten: a zero gradient, not None (CopySlices drops the buffer's gradient on None)
         grad_old_out = torch.zeros_like(grad_out) if needs[0] else None
-        return (grad_old_out, grads[0], None, None, None, *grads[1:])
+        return (grad_old_out, None if grad_x is None else grad_x.to(ctx.x_dtype), None, None, None, *flat_grads)
 
 
 def program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *,

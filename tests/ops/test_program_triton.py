@@ -10,13 +10,22 @@ import torch
 
 from fastinception import ProgramBlock
 from fastinception import programs as P
-from fastinception.ops.program_plan_triton import launch_count, run_program_triton, triton_plan
+from fastinception.ops.program_backward_triton import backward_launch_count
+from fastinception.ops.program_plan_triton import (
+    ConvStep,
+    PoolStep,
+    PrologueStep,
+    launch_count,
+    run_program_triton,
+    triton_plan,
+)
 from fastinception.ops.program_triton_function import program_triton
-from fastinception.program import BlockProgram, Branch, Conv
-from fastinception.program_reference import run_reference
+from fastinception.program import BlockProgram, Branch, Conv, Pool
+from fastinception.program_reference import apply_pool, run_reference
 
 from helpers import (
     ALLOCATION_AND_VIEW_OPS,
+    BACKWARD_BUFFER_OPS,
     DEVICE,
     FORMATS,
     GPU_ONLY,
@@ -40,10 +49,14 @@ CASES["v4_reduction_A"] = (shrunk(P.inception_v4_reduction_a(12), 8), 7)
 CASES["six_heads"] = (BlockProgram(10, tuple(Branch((Conv(c),)) for c in (3, 4, 5, 6, 7))
                                      + (Branch((P.MAX_3X3, Conv(2))),)), 5)
 
+# weightless, as the FID network's pools on the triton backend: a stride-2 ceil_mode max, an average without padding
+CASES["pools_only"] = (BlockProgram(6, (Branch((Pool("max", 3, 2, ceil_mode=True),)),
+                                        Branch((Pool("avg", 3, 2, 1, count_include_pad=False),)))), 8)
+
 # launches of one forward, by block type: the stem, then one per remaining op (a two-conv split is one)
 LAUNCHES = {"v1": 3, "v3_A": 5, "fid_A": 5, "v3_A_tv": 5, "v3_B": 5, "v3_C": 8, "v3_D": 6, "v3_E": 5, "fid_E_1": 5,
             "fid_E_2": 4, "bn_block": 5, "bn_block_max": 4, "bn_reduction": 5, "v4_C": 6, "v4_reduction_A": 5,
-            "six_heads": 2}
+            "six_heads": 2, "pools_only": 2}
 
 
 @pytest.fixture(autouse=True)
@@ -90,12 +103,70 @@ def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
     assert y.is_contiguous(memory_format=FORMATS[fmt])
     leaves64 = [t.detach().double().requires_grad_() for t in [x, *(t for pair in weights for t in pair)]]
     want = run_reference(program, list(zip(leaves64[1::2], leaves64[2::2])), leaves64[0])
+    if dtype == torch.float16:
+        want_forward, want = want, _reference_with_relu_masks(program, list(zip(leaves64[1::2], leaves64[2::2])),
+                                                              leaves64[0], _relu_masks(program, weights, x))
+        assert_close(want.detach(), want_forward.detach(), dtype, "the masked reference")
     assert_close(y, want, dtype, f"{name} forward")
     grad = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     want_grads = torch.autograd.grad(want, leaves64, grad)
-    got_grads = torch.autograd.grad(y, [x, *(t for pair in weights for t in pair)], grad.to(dtype))
+    grad_y = grad.to(dtype)
+    with record_launches() as log:
+        got_grads = torch.autograd.grad(y, [x, *(t for pair in weights for t in pair)], grad_y)
+    if fmt == "nhwc":  # the backward is kernels too: every weight, bias and input gradient
+        assert log.launches == backward_launch_count(program)
+        # fp16 adds x's gradient up in fp32 and rounds it once at the end
+        rounding = {"_to_copy"} if dtype == torch.float16 else set()
+        assert [op for op in log.ops if op not in BACKWARD_BUFFER_OPS | rounding] == []
     for k, (g, w) in enumerate(zip(got_grads, want_grads)):
         assert_close(g, w, dtype, f"{name} grad {k}")
+
+
+def _relu_masks(program, weights, x):
+    """conv slot -> where the kernels' forward passes its ReLU (activation > 0), read from the forward's tape."""
+    record, out = [], _poisoned_out(program, x, "nhwc")
+    run_program_triton(program, [tuple(t.detach() for t in pair) for pair in weights], x.detach(), out,
+                       allow_tf32=False, record=record)
+    masks = {}
+    for steps in record[0].branches:
+        for step in steps:
+            if isinstance(step, ConvStep):
+                acts = [(conv.relu, slot, dest, at) for conv, slot, dest, at in step.convs]
+            elif isinstance(step, PoolStep):  # a commuted head's pool: its conv's bias and ReLU
+                acts = [(step.relu, step.bias_slot, step.dest, step.out_slice)] if step.bias_slot is not None else []
+            else:
+                assert isinstance(step, PrologueStep)
+                acts = [(step.conv.relu, step.slot, step.dest, step.out_slice)]
+            for relu, slot, dest, at in acts:
+                if relu:
+                    masks[slot] = ((out[:, at] if at is not None else dest) > 0).double()
+    return masks
+
+
+def _reference_with_relu_masks(program, weights, x, masks):
+    # the float64 reference with each ReLU replaced by the kernels' decision: in fp16 an activation within rounding
+    # of zero may land on either side, and with it a whole pixel's share of a weight gradient (4% of the split's 3x1
+    # conv's on a 2x4x4 v3 E input); fp16 in PyTorch decides from its stored activations too
+    pairs, outputs = iter(enumerate(weights)), []
+
+    def conv_of(y, conv):
+        k, (w, b) = next(pairs)
+        z = torch.nn.functional.conv2d(y, w, b, stride=conv.stride, padding=conv.padding)
+        if not conv.relu:
+            return z
+        mask = masks[k]
+        if z.shape != mask.shape:  # a commuted head: the kernels pooled after the conv, the reference before
+            raise AssertionError(f"conv {k}: mask {tuple(mask.shape)} for output {tuple(z.shape)}")
+        return z * mask
+
+    for branch in program.branches:
+        y = x
+        for op in branch.ops:
+            y = conv_of(y, op) if isinstance(op, Conv) else apply_pool(y, op)
+        if branch.split:
+            y = torch.cat([conv_of(y, conv) for conv in branch.split], dim=1)
+        outputs.append(y)
+    return torch.cat(outputs, dim=1)
 
 
 # the other dtypes and NCHW run the same kernels (NCHW x is copied to channels-last once): three block types with
@@ -242,3 +313,14 @@ def test_torch_compile_runs_the_kernels_as_they_are():
     want.square().sum().backward()
     got.square().sum().backward()
     assert torch.equal(xb.grad, xa.grad)
+
+
+def test_backward_refuses_an_output_changed_in_place():
+    # the backward reads the block's output (its ReLU masks): autograd's version check refuses a changed one
+    program, side = CASES["v3_B"]
+    weights = _weights(program, torch.float64, seed=2, grad=True)
+    x = make_input((1, program.in_channels, side, side), "nhwc", torch.float64, seed=4, device=DEVICE)
+    y = program_triton(program, weights, x, _poisoned_out(program, x, "nhwc"))
+    y.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
