@@ -2,15 +2,14 @@
 triton backend runs for the convs of a block whose BatchNorm needs the batch's statistics (training mode), where
 each conv's output goes through BatchNorm before the next op, so the block cannot be one fused plan.
 
-Forward on the kernel (bias optional, no activation); backward with PyTorch's convolution gradients
-(``torch.nn.grad``), which are the exact gradients of the convolution.
+Forward on the kernel (bias optional, no activation); backward on the general conv's backward kernels
+(``kernels/conv2d_general_backward.py``: input grad, weight and bias grads).
 """
 from __future__ import annotations
 
 import functools
 
 import torch
-from torch.nn.grad import conv2d_input, conv2d_weight
 
 from ..kernels.common import bf16_on_interpreter, require_launchable, tf32_allowed
 from .layout import empty_in_layout_of
@@ -28,10 +27,8 @@ class TritonConv2d(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, weight = ctx.saved_tensors
         (stride, padding, has_bias), needs = ctx.geometry, ctx.needs_input_grad
-        grad_x = conv2d_input(x.shape, weight, grad_out, stride, padding) if needs[0] else None
-        grad_w = conv2d_weight(x, weight.shape, grad_out, stride, padding) if needs[1] else None
-        grad_b = grad_out.sum((0, 2, 3)) if has_bias and needs[2] else None
-        return grad_x, grad_w, grad_b, None, None
+        grads = _backward(x, weight, grad_out, stride, padding, needs[0], needs[1], has_bias and needs[2])
+        return (*grads, None, None)
 
 
 def _forward(x, weight, bias, stride, padding):
@@ -47,6 +44,24 @@ def _forward(x, weight, bias, stride, padding):
     if out.numel():
         launch_conv2d_general(x, [(weight, bias, out, (kh, kw), stride, padding, False)], allow_tf32=tf32_allowed(x))
     return out
+
+
+def _backward(x, weight, grad_out, stride, padding, need_x, need_w, need_b):
+    from ..kernels.conv2d_general_backward import launch_conv2d_input_grad, launch_conv2d_weight_grad
+
+    if bf16_on_interpreter(x.dtype, x.device):
+        grads = _backward(x.float(), weight.float(), grad_out.float(), stride, padding, need_x, need_w, need_b)
+        return tuple(None if g is None else g.to(x.dtype) for g in grads)
+    kernel, allow_tf32 = tuple(weight.shape[2:]), tf32_allowed(x)
+    grad_x = empty_in_layout_of(x, x.shape) if need_x else None
+    grad_w = torch.empty_like(weight) if need_w else None
+    grad_b = weight.new_empty(weight.shape[0]) if need_b else None
+    if need_x:
+        launch_conv2d_input_grad(grad_x, [(grad_out, None, weight, kernel, stride, padding, False)],
+                                 allow_tf32=allow_tf32)
+    launch_conv2d_weight_grad(grad_out, None, x, grad_w, grad_b, kernel=kernel, stride=stride, padding=padding,
+                              relu=False, allow_tf32=allow_tf32)
+    return grad_x, grad_w, grad_b
 
 
 @functools.cache
