@@ -82,7 +82,10 @@ def variant(kwargs: dict) -> str:
     if "IS_MAX" in kwargs:
         parts.append(f"{'max' if kwargs['IS_MAX'] else 'avg'} {kwargs['KH']}x{kwargs['KW']}/s{kwargs['SH']} "
                      f"{kwargs['C']}" + (" +bias" if kwargs.get("b_ptr") is not None else ""))
-    for suffix in ("", "_A", "_B"):
+    if "HAS_W" in kwargs:  # the general conv's weight gradient, or a bias gradient alone
+        parts.append(f"{kwargs['KH']}x{kwargs['KW']}/s{kwargs['SH']} {kwargs['C_IN']}->{kwargs['C_OUT']}"
+                     if kwargs["HAS_W"] else f"bias {kwargs['C_OUT']}")
+    for suffix in ("", "_A", "_B") if "HAS_W" not in kwargs else ():
         c_in, c_out = kwargs.get(f"C_IN{suffix}"), kwargs.get(f"C_OUT{suffix}", kwargs.get(f"C_TOT{suffix}"))
         if c_in is not None and c_out is not None:
             parts.append(f"k{kwargs.get(f'KSIZE{suffix}', 1)} {c_in}->{c_out}")
@@ -197,7 +200,8 @@ def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, all
     """Every launch path of the triton backend: for the branches serial and grouped, an inference forward, and a
     training forward and the backward of the input and every parameter, deterministic and with atomics. The block
     and the input are in ``layout``, as ``model.to(memory_format=...)`` and the benchmarks put them. A block
-    program (``block_args`` a ``BlockProgram``) runs its inference forward: its backward launches no kernel."""
+    program (``block_args`` a ``BlockProgram``) runs its inference forward, then a training forward and the
+    backward of the input and every parameter."""
     if isinstance(block_args, BlockProgram):
         program = ProgramBlock(block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
         program = program.to(memory_format=layout)
@@ -208,6 +212,9 @@ def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, all
         try:
             with torch.no_grad():
                 program(x)
+            xg = x.detach().requires_grad_()
+            y = program(xg)
+            torch.autograd.grad(y, [xg, *program.parameters()], torch.empty_like(y))
         finally:
             program_triton_function.tf32_allowed = saved
         return

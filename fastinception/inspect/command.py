@@ -298,7 +298,8 @@ def _report(args, target, planned, results, wall) -> dict:
         "triton": _version("triton"),
         "torch": _version("torch"),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "problem": (f"Inception-v3 block {args.block} (inference), input {args.batch}x{program.in_channels}x{size}x"
+        "problem": (f"Inception-v3 block {args.block} (inference, training forward and backward), input "
+                    f"{args.batch}x{program.in_channels}x{size}x"
                     if program is not None else
                     f"GoogLeNet block {args.block}, Inception{block_args}, input {args.batch}x{block_args[0]}x{size}x")
                    + f"{size} (N x C x H x W)",

@@ -32,3 +32,8 @@ def empty_in_layout_of(x: torch.Tensor, shape, dtype: torch.dtype | None = None)
     """An uninitialised (N, C, H, W) tensor of ``shape`` on ``x``'s device, in ``x``'s memory format and dtype (or
     ``dtype``): the output and every intermediate follow the input's layout."""
     return torch.empty(shape, dtype=dtype or x.dtype, device=x.device, memory_format=memory_format_of(x))
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when its channels are adjacent in memory, else a channels-last copy: what the kernels read."""
+    return x if channels_adjacent(x) else x.contiguous(memory_format=torch.channels_last)

@@ -21,7 +21,7 @@ import functools
 import torch
 
 from ..program import Pool
-from .layout import empty_in_layout_of
+from .layout import channels_last, empty_in_layout_of
 from .program_plan_triton import ConvStep, PoolStep, PrologueStep, Tape
 from .streams import side_streams
 
@@ -63,9 +63,12 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
 
     x = tape.x
     weights = [tuple(None if t is None else t.to(x.dtype) for t in pair) for pair in weights]
-    grad_out = grad_out.to(x.dtype)
     grads = [(torch.empty_like(w) if need_w else None, torch.empty_like(b) if b is not None and need_b else None)
              for (w, b), (need_w, need_b) in zip(weights, need_weights)]
+    # the kernels read activations and weights along channels, as the forward reads activations (NCHW activations or
+    # OIHW weights spill registers on sm_90); the weight copies are small beside the activations
+    grad_out, out = (channels_last(t) for t in (grad_out.to(x.dtype), out))
+    weights = [(channels_last(w), b) for w, b in weights]
     grad_x = empty_in_layout_of(x, x.shape, accumulation_dtype(x.dtype)) if need_x else None
     conv_input_grad = functools.partial(launch_conv2d_input_grad, allow_tf32=allow_tf32)
     weight_grad = functools.partial(launch_conv2d_weight_grad, allow_tf32=allow_tf32)

@@ -12,7 +12,7 @@ import functools
 import torch
 
 from ..kernels.common import bf16_on_interpreter, require_launchable, tf32_allowed
-from .layout import empty_in_layout_of
+from .layout import channels_last, empty_in_layout_of
 
 
 class TritonConv2d(torch.autograd.Function):
@@ -53,8 +53,9 @@ def _backward(x, weight, grad_out, stride, padding, need_x, need_w, need_b):
         grads = _backward(x.float(), weight.float(), grad_out.float(), stride, padding, need_x, need_w, need_b)
         return tuple(None if g is None else g.to(x.dtype) for g in grads)
     kernel, allow_tf32 = tuple(weight.shape[2:]), tf32_allowed(x)
-    grad_x = empty_in_layout_of(x, x.shape) if need_x else None
     grad_w = torch.empty_like(weight) if need_w else None
+    x, grad_out, weight = (channels_last(t) for t in (x, grad_out, weight))  # as the program backward reads them
+    grad_x = empty_in_layout_of(x, x.shape) if need_x else None
     grad_b = weight.new_empty(weight.shape[0]) if need_b else None
     if need_x:
         launch_conv2d_input_grad(grad_x, [(grad_out, None, weight, kernel, stride, padding, False)],

@@ -110,14 +110,14 @@ def test_forward_tiles_load_asynchronously(full_matrix):
     assert_async_tile_loads(full_matrix)
 
 
-# The kernels of the block programs (pointwise_stem, conv2d_general, pool2d), on Inception-v3 blocks.
-PROGRAM_DOT_KERNELS = ("pointwise_stem", "conv2d_general")
+# The kernels of the block programs, forward and backward, on Inception-v3 blocks.
+PROGRAM_DOT_KERNELS = ("pointwise_stem", "conv2d_general", "conv2d_input_grad", "conv2d_weight_grad")
 
 
 def assert_program_kernels(rows):
     assert_no_spills(rows)
-    dots = [r for r in rows if _kernel(r) in PROGRAM_DOT_KERNELS]
-    assert {_kernel(r) for r in rows} == {*PROGRAM_DOT_KERNELS, "pool2d"}
+    dots = [r for r in rows if _kernel(r) in PROGRAM_DOT_KERNELS and " bias " not in f"{r['kernel']} "]
+    assert {_kernel(r) for r in rows} == {*PROGRAM_DOT_KERNELS, "pool2d", "pool2d_input_grad"}
     other = [f"{_where(r)}: {r['mma']}" for r in dots if r["dtype"] in TENSOR_CORE_DTYPES and r["mma"] != "wgmma"]
     assert not other, other
     plain = [f"{_where(r)}: {r['loads']}" for r in dots if r["loads"] not in ("cp.async", "cp.async<16B")]

@@ -66,9 +66,11 @@ def _fp32_without_tf32(monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
 
 
-def _weights(program, dtype, seed, grad=False):
+def _weights(program, dtype, seed, grad=False, fmt="nchw"):
+    # fmt "nhwc": channels-last weights, as model.to(memory_format=torch.channels_last) leaves them
     pairs = hand_written_weights([s.weight_shape for s in program.conv_slots()], dtype, seed)
-    return [(w.to(DEVICE).requires_grad_(grad), b.to(DEVICE).requires_grad_(grad)) for w, b in pairs]
+    return [(w.to(DEVICE).contiguous(memory_format=FORMATS[fmt]).requires_grad_(grad),
+             b.to(DEVICE).requires_grad_(grad)) for w, b in pairs]
 
 
 def _reference(program, weights, x):
@@ -92,7 +94,7 @@ def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
     # the forward into a NaN-poisoned out (channels-last: with its launch count and no PyTorch compute op; an NCHW
     # input is copied to channels-last first), then the gradients of x and of every weight against float64
     program, side = CASES[name]
-    weights = _weights(program, dtype, seed=side, grad=True)
+    weights = _weights(program, dtype, seed=side, grad=True, fmt=fmt)
     x = make_input((2, program.in_channels, side, side), fmt, dtype, seed=3, device=DEVICE).requires_grad_()
     out = _poisoned_out(program, x, fmt)
     with record_launches() as log:
@@ -110,7 +112,7 @@ def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
     assert_close(y, want, dtype, f"{name} forward")
     grad = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     want_grads = torch.autograd.grad(want, leaves64, grad)
-    grad_y = grad.to(dtype)
+    grad_y = grad.to(dtype).contiguous(memory_format=FORMATS[fmt])  # as the ops after the block give it
     with record_launches() as log:
         got_grads = torch.autograd.grad(y, [x, *(t for pair in weights for t in pair)], grad_y)
     if fmt == "nhwc":  # the backward is kernels too: every weight, bias and input gradient
