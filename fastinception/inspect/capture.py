@@ -82,10 +82,11 @@ def variant(kwargs: dict) -> str:
     if "IS_MAX" in kwargs:
         parts.append(f"{'max' if kwargs['IS_MAX'] else 'avg'} {kwargs['KH']}x{kwargs['KW']}/s{kwargs['SH']} "
                      f"{kwargs['C']}" + (" +bias" if kwargs.get("b_ptr") is not None else ""))
-    if "HAS_W" in kwargs:  # the general conv's weight gradient, or a bias gradient alone
+    general_wgrad = "HAS_W" in kwargs and "KH" in kwargs
+    if general_wgrad:  # the general conv's weight gradient, or a bias gradient alone
         parts.append(f"{kwargs['KH']}x{kwargs['KW']}/s{kwargs['SH']} {kwargs['C_IN']}->{kwargs['C_OUT']}"
                      if kwargs["HAS_W"] else f"bias {kwargs['C_OUT']}")
-    for suffix in ("", "_A", "_B") if "HAS_W" not in kwargs else ():
+    for suffix in ("", "_A", "_B") if not general_wgrad else ():
         c_in, c_out = kwargs.get(f"C_IN{suffix}"), kwargs.get(f"C_OUT{suffix}", kwargs.get(f"C_TOT{suffix}"))
         if c_in is not None and c_out is not None:
             parts.append(f"k{kwargs.get(f'KSIZE{suffix}', 1)} {c_in}->{c_out}")
