@@ -2,7 +2,7 @@
 
 What ``convert()`` puts in place of an Inception-v3, FID or BN-Inception block (BatchNorm folded into the convs).
 ``backend``: ``"auto"`` (triton on CUDA, torch elsewhere), ``"torch"`` (the fused PyTorch plan) or ``"triton"``
-(``ops/program_plan_triton.py``; residual programs refuse it).
+(``ops/program_plan_triton.py``).
 """
 from __future__ import annotations
 
@@ -48,9 +48,6 @@ class ProgramBlock(nn.Module):
     @backend.setter
     def backend(self, name: str) -> None:
         check_backend(name)
-        if name == "triton" and self.program.residual is not None:
-            raise ValueError(f"{self.program.name or 'this block'}: the triton backend does not run residual "
-                             f"(Inception-ResNet) blocks yet; use backend='torch' (or 'auto') for this block type")
         self._backend = name
 
     @classmethod

@@ -24,8 +24,8 @@ from .tiles import conv_taps, pc_ptrs, pixel_coords
 
 @triton.jit
 def _conv_tile(
-    # pointers (b_ptr: None for a conv without bias)
-    x_ptr, w_ptr, b_ptr, out_ptr,
+    # pointers (b_ptr: None for a conv without bias; r_ptr: None, or the residual added before the ReLU)
+    x_ptr, w_ptr, b_ptr, out_ptr, r_ptr,
     # this program's tile
     pid_m, pid_n,
     # sizes: P = N*OH*OW output pixels
@@ -35,9 +35,11 @@ def _conv_tile(
     stride_w_o, stride_w_i, stride_w_h, stride_w_w,
     stride_b,
     stride_out_n, stride_out_c, stride_out_h, stride_out_w,
+    stride_r_n, stride_r_c, stride_r_h, stride_r_w,
     # meta-parameters
     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
-    RELU: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    RELU: tl.constexpr, R_SCALE: tl.constexpr,
+    USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(pid_m.dtype)  # [BM] output pixels
@@ -53,6 +55,9 @@ def _conv_tile(
                     KH, KW, SH, SW, PH, PW, USE_DOT, PRECISION, BLOCK_K)
     if b_ptr is not None:
         acc += tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    if r_ptr is not None:  # Inception-ResNet's projection: r + scale * conv
+        acc = tl.load(pc_ptrs(r_ptr, n_idx, oh, ow, offs_n, stride_r_n, stride_r_c, stride_r_h, stride_r_w),
+                      mask=mask_m[:, None] & mask_n[None, :], other=0.0).to(ACC_DTYPE) + R_SCALE * acc
     if RELU:
         acc = tl.where(acc < 0, 0.0, acc)  # keeps NaN, as torch.relu does
     tl.store(pc_ptrs(out_ptr, n_idx, oh, ow, offs_n, stride_out_n, stride_out_c, stride_out_h, stride_out_w),
@@ -100,8 +105,8 @@ _SHAPE_KEYS = ["KH", "KW", "SH", "SW", "PH", "PW", "RELU"]
 )
 @triton.jit
 def _conv2d_general_kernel(
-    # pointers: the shared input, then problem a and problem b (b absent when C_OUT_B is 0)
-    x_ptr, wa_ptr, ba_ptr, outa_ptr, wb_ptr, bb_ptr, outb_ptr,
+    # pointers: the shared input, then problem a (with its residual, or None) and problem b (absent when C_OUT_B is 0)
+    x_ptr, wa_ptr, ba_ptr, outa_ptr, ra_ptr, wb_ptr, bb_ptr, outb_ptr,
     # sizes
     P, H, W, OH, OW, C_IN, C_OUT_A, C_OUT_B,
     # strides
@@ -109,12 +114,13 @@ def _conv2d_general_kernel(
     stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
     stride_ba,
     stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
+    stride_ra_n, stride_ra_c, stride_ra_h, stride_ra_w,
     stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
     stride_bb,
     stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
     # meta-parameters
     KH_A: tl.constexpr, KW_A: tl.constexpr, SH_A: tl.constexpr, SW_A: tl.constexpr, PH_A: tl.constexpr,
-    PW_A: tl.constexpr, RELU_A: tl.constexpr,
+    PW_A: tl.constexpr, RELU_A: tl.constexpr, R_SCALE_A: tl.constexpr,
     KH_B: tl.constexpr, KW_B: tl.constexpr, SH_B: tl.constexpr, SW_B: tl.constexpr, PH_B: tl.constexpr,
     PW_B: tl.constexpr, RELU_B: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
@@ -125,26 +131,28 @@ def _conv2d_general_kernel(
     num_n_a = tl.cdiv(C_OUT_A, BLOCK_N)
     tiles_a = tl.cdiv(P, BLOCK_M) * num_n_a
     if pid < tiles_a:
-        _conv_tile(x_ptr, wa_ptr, ba_ptr, outa_ptr, pid // num_n_a, pid % num_n_a,
+        _conv_tile(x_ptr, wa_ptr, ba_ptr, outa_ptr, ra_ptr, pid // num_n_a, pid % num_n_a,
                    P, H, W, OH, OW, C_IN, C_OUT_A,
                    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
                    stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
                    stride_ba,
                    stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
-                   KH_A, KW_A, SH_A, SW_A, PH_A, PW_A, RELU_A, USE_DOT, PRECISION, ACC_DTYPE,
+                   stride_ra_n, stride_ra_c, stride_ra_h, stride_ra_w,
+                   KH_A, KW_A, SH_A, SW_A, PH_A, PW_A, RELU_A, R_SCALE_A, USE_DOT, PRECISION, ACC_DTYPE,
                    BLOCK_M, BLOCK_N, BLOCK_K)
     elif C_OUT_B > 0:
         num_n_b = tl.cdiv(C_OUT_B, BLOCK_N)
         pid_b = pid - tiles_a
         pid_m = pid_b // num_n_b
         if pid_m * BLOCK_M < P:  # a grid spilled onto axis 1 rounds up past the last tile
-            _conv_tile(x_ptr, wb_ptr, bb_ptr, outb_ptr, pid_m, pid_b % num_n_b,
+            _conv_tile(x_ptr, wb_ptr, bb_ptr, outb_ptr, None, pid_m, pid_b % num_n_b,
                        P, H, W, OH, OW, C_IN, C_OUT_B,
                        stride_x_n, stride_x_c, stride_x_h, stride_x_w,
                        stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
                        stride_bb,
                        stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
-                       KH_B, KW_B, SH_B, SW_B, PH_B, PW_B, RELU_B, USE_DOT, PRECISION, ACC_DTYPE,
+                       0, 0, 0, 0,
+                       KH_B, KW_B, SH_B, SW_B, PH_B, PW_B, RELU_B, 1.0, USE_DOT, PRECISION, ACC_DTYPE,
                        BLOCK_M, BLOCK_N, BLOCK_K)
 
 
@@ -159,10 +167,12 @@ def _problem(suffix, weight, bias, out, kernel, stride, padding, relu):
     }
 
 
-def launch_conv2d_general(x, convs, *, allow_tf32=False, config=None) -> None:
+def launch_conv2d_general(x, convs, *, residual=None, allow_tf32=False, config=None) -> None:
     """One launch running one or two convs on ``x``: ``convs`` is a list of one or two ``(weight, bias, out, kernel,
     stride, padding, relu)``; each ``out[...] <- act(conv2d(x, weight, bias, stride, padding))``, with ``bias`` None
-    for none and ``relu`` a bool. Both outputs have the same (N, OH, OW). Any strides for every tensor. Unchecked."""
+    for none and ``relu`` a bool. Both outputs have the same (N, OH, OW). ``residual``: None, or ``(r, scale)`` for
+    the first conv only: ``out <- act(r + scale * conv2d(...))``, r shaped as out. Any strides for every tensor.
+    Unchecked."""
     if not 1 <= len(convs) <= 2:
         raise ValueError(f"one launch runs one or two convs, got {len(convs)}")
     N, C_IN, H, W = x.shape
@@ -175,7 +185,11 @@ def launch_conv2d_general(x, convs, *, allow_tf32=False, config=None) -> None:
     second = convs[1] if len(convs) == 2 else convs[0]
     kwargs = dict(x_ptr=x, P=P, H=H, W=W, OH=OH, OW=OW, C_IN=C_IN, **strides("x", x),
                   **_problem("a", *convs[0]), **_problem("b", *second),
-                  INDEX=index_dtype(x, *(c[2] for c in convs)), **mma_meta(x.dtype, allow_tf32))
+                  ra_ptr=None if residual is None else residual[0],
+                  **strides("ra", None if residual is None else residual[0]),
+                  R_SCALE_A=1.0 if residual is None else float(residual[1]),
+                  INDEX=index_dtype(x, *(c[2] for c in convs), None if residual is None else residual[0]),
+                  **mma_meta(x.dtype, allow_tf32))
     if len(convs) == 1:
         kwargs["C_OUT_B"] = 0
     c_a, c_b = kwargs["C_OUT_A"], kwargs["C_OUT_B"]

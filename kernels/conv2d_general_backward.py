@@ -122,8 +122,8 @@ def _conv2d_input_grad_kernel(
     PW_A: tl.constexpr, RELU_A: tl.constexpr,
     KH_B: tl.constexpr, KW_B: tl.constexpr, SH_B: tl.constexpr, SW_B: tl.constexpr, PH_B: tl.constexpr,
     PW_B: tl.constexpr, RELU_B: tl.constexpr,
-    ACCUMULATE: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    INDEX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SCALE: tl.constexpr, ACCUMULATE: tl.constexpr, USE_DOT: tl.constexpr, PRECISION: tl.constexpr,
+    ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     pid = tl.program_id(1).to(INDEX) * tl.num_programs(0) + tl.program_id(0)
     num_n = tl.cdiv(C_IN, BLOCK_N)
@@ -148,6 +148,8 @@ def _conv2d_input_grad_kernel(
                               stride_yb_n, stride_yb_c, stride_yb_h, stride_yb_w,
                               stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
                               KH_B, KW_B, SH_B, SW_B, PH_B, PW_B, RELU_B, USE_DOT, PRECISION, BLOCK_K)
+        if SCALE != 1.0:
+            acc = acc * SCALE
         ptrs = pc_ptrs(gx_ptr, img, ih, iw, offs_n, stride_gx_n, stride_gx_c, stride_gx_h, stride_gx_w)
         mask = mask_m[:, None] & mask_n[None, :]
         if ACCUMULATE:
@@ -186,7 +188,7 @@ def _conv2d_weight_grad_kernel(
     stride_gb,
     # meta-parameters
     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
-    RELU: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr,
+    RELU: tl.constexpr, HAS_W: tl.constexpr, HAS_B: tl.constexpr, SCALE: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -225,6 +227,9 @@ def _conv2d_weight_grad_kernel(
             b = tl.load(x_ptr + (img * stride_x_n + ih * stride_x_h + iw * stride_x_w)[:, None]
                         + offs_n[None, :] * stride_x_c, mask=x_ok[:, None] & mask_n[None, :], other=0.0)
             acc = mma(acc, a, b.to(a.dtype), USE_DOT, PRECISION)
+    if SCALE != 1.0:
+        acc = acc * SCALE
+        bacc = bacc * SCALE
     if HAS_W:
         tl.store(gw_ptr + offs_m[:, None] * stride_gw_o + offs_n[None, :] * stride_gw_i + kh * stride_gw_h
                  + kw * stride_gw_w, acc.to(gw_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
@@ -245,8 +250,9 @@ def _conv_args(suffix, grad_y, y, weight, kernel, stride, padding, relu):
     }
 
 
-def launch_conv2d_input_grad(grad_x, convs, *, accumulate=False, allow_tf32=False, config=None) -> None:
-    """``grad_x <- (grad_x +) sum of the input grads of one or two convs`` that read the same input, one launch.
+def launch_conv2d_input_grad(grad_x, convs, *, accumulate=False, scale=1.0, allow_tf32=False, config=None) -> None:
+    """``grad_x <- (grad_x +) scale * the sum of the input grads of one or two convs`` that read the same input, one
+    launch (``scale``: an Inception-ResNet projection's).
     ``convs``: ``(grad_y, y, weight, kernel, stride, padding, relu)`` each; ``y`` (the saved output) is read only
     when ``relu``. ``grad_x`` is (N, C_in, H, W) of the convs' input, any dtype and strides. Unchecked."""
     if not 1 <= len(convs) <= 2:
@@ -259,7 +265,8 @@ def launch_conv2d_input_grad(grad_x, convs, *, accumulate=False, allow_tf32=Fals
     second = convs[1] if len(convs) == 2 else convs[0]
     kwargs = dict(gx_ptr=grad_x, P=P, H=H, W=W, OH=grad_y.shape[2], OW=grad_y.shape[3], C_IN=C_IN,
                   **strides("gx", grad_x), **_conv_args("a", *convs[0]), **_conv_args("b", *second),
-                  ACCUMULATE=accumulate, INDEX=index_dtype(grad_x, *(t for c in convs for t in c[:2])),
+                  SCALE=float(scale), ACCUMULATE=accumulate,
+                  INDEX=index_dtype(grad_x, *(t for c in convs for t in c[:2])),
                   **mma_meta(grad_y.dtype, allow_tf32))
     if len(convs) == 1:
         kwargs["C_OUT_B"] = 0
@@ -267,11 +274,12 @@ def launch_conv2d_input_grad(grad_x, convs, *, accumulate=False, allow_tf32=Fals
            config, INTERPRET_CONFIG)
 
 
-def launch_conv2d_weight_grad(grad_y, y, x, grad_weight, grad_bias, *, kernel, stride, padding, relu,
+def launch_conv2d_weight_grad(grad_y, y, x, grad_weight, grad_bias, *, kernel, stride, padding, relu, scale=1.0,
                               allow_tf32=False, config=None) -> None:
     """``grad_weight <- dL/dw`` (skipped when None) and ``grad_bias <- dL/db`` (when not None) of ``y =
-    relu?(conv2d(x, w, b))`` from ``grad_y``; ``y`` is read only when ``relu``. ``x`` may be None when only the
-    bias grad is wanted. Every output element is written. Unchecked."""
+    relu?(r + scale * conv2d(x, w, b))`` (``scale`` 1 and no r: a plain conv) from ``grad_y``; ``y`` is read only
+    when ``relu``. ``x`` may be None when only the bias grad is wanted. Every output element is written.
+    Unchecked."""
     N, C_OUT, OH, OW = grad_y.shape
     has_w = grad_weight is not None
     if not has_w and grad_bias is None:
@@ -288,7 +296,7 @@ def launch_conv2d_weight_grad(grad_y, y, x, grad_weight, grad_bias, *, kernel, s
                   **strides("gw", grad_weight, "oihw"),
                   stride_gb=0 if grad_bias is None else grad_bias.stride(0),
                   KH=kernel[0], KW=kernel[1], SH=stride[0], SW=stride[1], PH=padding[0], PW=padding[1],
-                  RELU=relu, HAS_W=has_w, HAS_B=grad_bias is not None,
+                  RELU=relu, HAS_W=has_w, HAS_B=grad_bias is not None, SCALE=float(scale),
                   INDEX=index_dtype(grad_y, y, x), **mma_meta(grad_y.dtype, allow_tf32))
     taps = kernel[0] * kernel[1] if has_w else 1
 

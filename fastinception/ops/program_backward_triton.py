@@ -16,6 +16,7 @@ does not depend on the streams. Every gradient buffer is allocated before the fo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 
 import torch
@@ -39,7 +40,7 @@ def backward_launch_count(program) -> int:
     from .program_plan_triton import triton_plan
 
     plan = triton_plan(program)
-    count = 0
+    count = 3 if program.residual is not None else 0  # the projection's weight and input grads, x's identity term
     for b in plan.branches:
         convs = len(b.ops) + len(b.split) - sum(isinstance(op, Pool) for op, _ in b.ops)
         steps = len(b.ops) + (len(b.split) + 1) // 2
@@ -61,6 +62,9 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
     from ..kernels.pool2d import launch_pool2d
     from ..kernels.pool2d_backward import launch_pool2d_input_grad
 
+    if tape.residual is not None:
+        return _residual_backward(tape, out, weights, grad_out, need_x=need_x, need_weights=need_weights,
+                                  allow_tf32=allow_tf32, streams=streams)
     x = tape.x
     weights = [tuple(None if t is None else t.to(x.dtype) for t in pair) for pair in weights]
     grads = [(torch.empty_like(w) if need_w else None, torch.empty_like(b) if b is not None and need_b else None)
@@ -157,3 +161,32 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
         for k, term in enumerate(x_terms):  # every branch reads x: the first term writes every element
             term(grad_x, k > 0)
     return grad_x, grads
+
+
+def _residual_backward(tape: Tape, out, weights, grad_out, *, need_x, need_weights, allow_tf32, streams):
+    # out = relu?(x + scale * conv1x1(cat)): the projection's grads, then the branches' backward from cat's gradient,
+    # then x's identity term (the gradient through the ReLU, added with a 1x1 average pool's backward)
+    from ..kernels.conv2d_general_backward import launch_conv2d_input_grad, launch_conv2d_weight_grad
+    from ..kernels.pool2d_backward import launch_pool2d_input_grad
+
+    step, x = tape.residual, tape.x
+    relu, scale = step.residual.relu, step.residual.scale
+    w, b = (None if t is None else t.to(x.dtype) for t in weights[step.slot])
+    need_w, need_b = need_weights[step.slot]
+    grad_w = torch.empty_like(w) if need_w else None
+    grad_b = torch.empty_like(b) if b is not None and need_b else None
+    grad_out, out = (channels_last(t) for t in (grad_out.to(x.dtype), out))
+    grad_cat = empty_in_layout_of(step.cat, step.cat.shape)
+    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        launch_conv2d_weight_grad(grad_out, out, step.cat, grad_w, grad_b, relu=relu, scale=scale,
+                                  allow_tf32=allow_tf32, **POINTWISE)
+        launch_conv2d_input_grad(grad_cat, [(grad_out, out, channels_last(w), (1, 1), (1, 1), (0, 0), relu)],
+                                 scale=scale, allow_tf32=allow_tf32)
+    grad_x, grads = run_program_backward_triton(
+        dataclasses.replace(tape, residual=None), step.cat, weights[:step.slot], grad_cat, need_x=need_x,
+        need_weights=need_weights[:step.slot], allow_tf32=allow_tf32, streams=streams)
+    if need_x:
+        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+            launch_pool2d_input_grad(grad_out, grad_x, kind="avg", kernel=(1, 1), stride=(1, 1), padding=(0, 0),
+                                     y=out, relu=relu, accumulate=True)
+    return grad_x, [*grads, (grad_w, grad_b)]

@@ -24,7 +24,7 @@ import functools
 import torch
 
 from ..kernels.common import bf16_on_interpreter, require_launchable
-from ..program import BlockProgram, Conv, Pool
+from ..program import BlockProgram, Conv, Pool, Residual
 from .layout import channels_adjacent, empty_in_layout_of
 from .overlap import may_share_elements
 from .streams import side_streams
@@ -85,9 +85,7 @@ def _head_of(branch, first_slot: int, index: int) -> Head | None:
 
 @functools.cache
 def triton_plan(program: BlockProgram) -> TritonPlan:
-    if program.residual is not None:
-        raise NotImplementedError(f"{program.name or 'this block'}: the triton backend does not run residual "
-                                  f"(Inception-ResNet) blocks yet; use backend='torch'")
+    """The branches' plan (a residual program's projection runs after them: ``ResidualStep``)."""
     heads, pool_heads, branches, slot = [], [], [], 0
     for i, branch in enumerate(program.branches):
         head = _head_of(branch, slot, i)
@@ -112,7 +110,7 @@ def triton_plan(program: BlockProgram) -> TritonPlan:
 def launch_count(program: BlockProgram) -> int:
     """Kernel launches of one forward of ``program`` on the triton backend (channels-last input)."""
     plan = triton_plan(program)
-    count = len(plan.stem_launches())
+    count = len(plan.stem_launches()) + int(program.residual is not None)
     for b in plan.branches:
         count += int(b.head is not None and b.head.commuted) + len(b.ops) + (len(b.split) + 1) // 2
     return count
@@ -153,12 +151,24 @@ class PrologueStep:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResidualStep:
+    """Inception-ResNet's end: ``out <- relu?(x + scale * conv slot (a 1x1) of cat)``, ``cat`` holding the branches'
+    concatenation."""
+
+    residual: Residual
+    slot: int
+    cat: torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
 class Tape:
     """What the backward needs of one forward: the input the kernels read (channels-last, in the dtype they computed
-    in) and every branch's steps in order, with the block output's slices left out (``without_outputs``)."""
+    in) and every branch's steps in order, with the block output's slices left out (``without_outputs``); for a
+    residual program the branches' slices are the concatenation's, and ``residual`` its end."""
 
     x: torch.Tensor | None
     branches: tuple[tuple[ConvStep | PoolStep | PrologueStep, ...], ...]
+    residual: ResidualStep | None = None
 
 
 def without_outputs(step):
@@ -204,6 +214,22 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
     from ..kernels.conv2d_general import launch_conv2d_general
     from ..kernels.pointwise_stem import launch_pointwise_stem
     from ..kernels.pool2d import launch_pool2d
+
+    if program.residual is not None:
+        # the branches into a concatenation buffer, then one launch: out <- relu?(x + scale * conv1x1(cat))
+        branches = dataclasses.replace(program, residual=None)
+        cat = empty_in_layout_of(x, (x.shape[0], branches.out_channels, x.shape[2], x.shape[3]))
+        inner = None if record is None else []
+        _run_program_triton(branches, tuple(weights)[:-1], x, cat, allow_tf32=allow_tf32, streams=streams,
+                            record=inner)
+        w, b = tuple(weights)[-1]
+        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+            launch_conv2d_general(cat, [(w, b, out, (1, 1), (1, 1), (0, 0), program.residual.relu)],
+                                  residual=(x, program.residual.scale), allow_tf32=allow_tf32)
+        if record is not None:
+            record.append(dataclasses.replace(inner[0], residual=ResidualStep(program.residual, len(weights) - 1,
+                                                                              cat)))
+        return out
 
     plan = triton_plan(program)
     slots = program.conv_slots()

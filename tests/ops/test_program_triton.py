@@ -5,6 +5,8 @@ forward into NaN-poisoned outputs, gradients of the input and of every weight, b
 The programs are the catalogue's block types with their channels divided (``shrunk``): the same branches, kernels,
 strides, pools and splits at a size the interpreter runs in seconds.
 """
+import dataclasses
+
 import pytest
 import torch
 
@@ -38,9 +40,10 @@ from helpers import (
     shrunk,
 )
 
-# every block type but the residual one (the triton backend refuses it), with wide convs narrowed
+# every block type, with wide convs narrowed
 CASES = {name: (shrunk(program, 8) if max(program.branch_channels) > 96 else program, side)
-         for name, (program, side) in PROGRAM_CASES.items() if program.residual is None}
+         for name, (program, side) in PROGRAM_CASES.items()}
+CASES["resnet_block35"] = (P.inception_resnet_block35(24), 5)
 CASES["bn_block_max"] = (P.bn_inception_block(12, 4, (5, 6), (3, 7), 2, pool=P.BN_MAX_3X3), 6)
 CASES["v3_A_tv"] = (shrunk(P.inception_v3_a(24, 8), 8), 5)
 CASES["fid_E_1"] = (shrunk(P.inception_v3_e(16, P.AVG_3X3_EXCLUDE_PAD), 8), 4)
@@ -56,7 +59,7 @@ CASES["pools_only"] = (BlockProgram(6, (Branch((Pool("max", 3, 2, ceil_mode=True
 # launches of one forward, by block type: the stem, then one per remaining op (a two-conv split is one)
 LAUNCHES = {"v1": 3, "v3_A": 5, "fid_A": 5, "v3_A_tv": 5, "v3_B": 5, "v3_C": 8, "v3_D": 6, "v3_E": 5, "fid_E_1": 5,
             "fid_E_2": 4, "bn_block": 5, "bn_block_max": 4, "bn_reduction": 5, "v4_C": 6, "v4_reduction_A": 5,
-            "six_heads": 2, "pools_only": 2}
+            "six_heads": 2, "pools_only": 2, "resnet_block8": 4, "resnet_block35": 5}
 
 
 @pytest.fixture(autouse=True)
@@ -83,13 +86,17 @@ def _poisoned_out(program, x, fmt):
     return poisoned((x.shape[0], program.out_channels, h, w), x.dtype, fmt, device=x.device)
 
 
+# variants whose kernels and launch shapes other cases run: under -m slow only
+SLOW_VARIANTS = ("fid_A", "v3_A_tv", "bn_block_max", "v4_reduction_A")
+
+
 @pytest.mark.parametrize("dtype, fmt", [
     pytest.param(torch.float32, "nhwc", id="fp32-nhwc"),
     pytest.param(torch.float32, "nchw", id="fp32-nchw", marks=pytest.mark.slow),
     pytest.param(torch.float16, "nhwc", id="fp16-nhwc", marks=pytest.mark.slow),
     pytest.param(torch.float64, "nhwc", id="fp64-nhwc", marks=pytest.mark.slow),
 ])
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_VARIANTS else n for n in CASES])
 def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
     # the forward into a NaN-poisoned out (channels-last: with its launch count and no PyTorch compute op; an NCHW
     # input is copied to channels-last first), then the gradients of x and of every weight against float64
@@ -129,8 +136,11 @@ def _relu_masks(program, weights, x):
     record, out = [], _poisoned_out(program, x, "nhwc")
     run_program_triton(program, [tuple(t.detach() for t in pair) for pair in weights], x.detach(), out,
                        allow_tf32=False, record=record)
-    masks = {}
-    for steps in record[0].branches:
+    masks, tape = {}, record[0]
+    if tape.residual is not None:  # the branches' slices are the concatenation's; the projection writes out
+        masks[tape.residual.slot] = (out > 0).double()
+        out = tape.residual.cat
+    for steps in tape.branches:
         for step in steps:
             if isinstance(step, ConvStep):
                 acts = [(conv.relu, slot, dest, at) for conv, slot, dest, at in step.convs]
@@ -168,7 +178,12 @@ def _reference_with_relu_masks(program, weights, x, masks):
         if branch.split:
             y = torch.cat([conv_of(y, conv) for conv in branch.split], dim=1)
         outputs.append(y)
-    return torch.cat(outputs, dim=1)
+    cat = torch.cat(outputs, dim=1)
+    if program.residual is None:
+        return cat
+    k, (w, b) = next(pairs)
+    z = x + program.residual.scale * torch.nn.functional.conv2d(cat, w, b)
+    return z * masks[k] if program.residual.relu else z
 
 
 # the other dtypes and NCHW run the same kernels (NCHW x is copied to channels-last once): three block types with
@@ -278,12 +293,12 @@ def test_module_on_the_triton_backend_trains_into_an_out_slice():
     assert torch.equal(buf.grad[:, :2], torch.ones_like(buf.grad[:, :2])) and not buf.grad[:, 2:].any()
 
 
-def test_residual_programs_refuse_the_triton_backend():
-    program, _ = PROGRAM_CASES["resnet_block8"]
-    with pytest.raises(ValueError, match="residual"):
-        ProgramBlock(program, backend="triton")
-    with pytest.raises(NotImplementedError, match="residual"):
-        triton_plan(program)
+def test_residual_projection_adds_x_in_the_conv_epilogue():
+    # Inception-ResNet's end is one launch after the branches: x + scale * conv1x1(concatenation), then the ReLU
+    program, _ = CASES["resnet_block35"]
+    branches = triton_plan(dataclasses.replace(program, residual=None))
+    assert launch_count(program) == len(branches.stem_launches()) + 3 + 1
+    assert ProgramBlock(program, backend="triton").backend == "triton"
 
 
 def test_googlenets_block_on_the_general_plan_equals_its_own_kernels():
