@@ -17,7 +17,9 @@ from fastinception.kernels.pool2d_backward import launch_pool2d_input_grad
 from helpers import DEVICE, FORMATS, assert_close, poisoned, without_tf32
 
 F64 = torch.float64
-DTYPES = [torch.float64, torch.float32, torch.float16]
+# fp32 in the default run, fp64 and fp16 under -m slow (the same kernels with other element types)
+DTYPES = [pytest.param(torch.float64, marks=pytest.mark.slow), torch.float32,
+          pytest.param(torch.float16, marks=pytest.mark.slow)]
 
 # (kernel, stride, padding, relu): v3's and BN-Inception's convs, and an asymmetric stride
 CONVS = [
@@ -52,7 +54,7 @@ def _conv_case(gen, kernel, stride, padding, relu, dtype, fmt, c_out=6):
 
 
 @pytest.mark.parametrize("fmt", ["nhwc", pytest.param("nchw", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp64", "fp32", "fp16"])
 @pytest.mark.parametrize("kernel, stride, padding, relu", CONVS, ids=lambda v: str(v))
 def test_conv_grads_match_float64(kernel, stride, padding, relu, dtype, fmt):
     gen = torch.Generator().manual_seed(sum(kernel) * 7 + stride[0])
@@ -81,9 +83,10 @@ def test_split_input_grads_sum_in_one_launch_and_accumulate():
     g1, g2 = grad[:, :4], grad[:, 4:]
     held = _rand(gen, tuple(x.shape), F64)
     want = held + torch.autograd.grad((y1 * g1).sum() + (y2 * g2).sum(), x)[0]
-    got = held.clone()
-    launch_conv2d_input_grad(got, [(g1, y1.detach(), w1.detach(), (1, 3), (1, 1), (0, 1), True),
-                                   (g2, y2.detach(), w2.detach(), (3, 1), (1, 1), (1, 0), True)], accumulate=True)
+    got = _dev(held, F64)
+    launch_conv2d_input_grad(got, [(_dev(g1, F64), _dev(y1, F64), _dev(w1, F64), (1, 3), (1, 1), (0, 1), True),
+                                   (_dev(g2, F64), _dev(y2, F64), _dev(w2, F64), (3, 1), (1, 1), (1, 0), True)],
+                             accumulate=True)
     assert_close(got, want, F64, "split input grad")
 
 
@@ -93,7 +96,8 @@ def test_bias_only_weight_grad_sums_masked_gradient():
     y = _rand(gen, (2, 5, 4, 3), F64)
     grad_y = _rand(gen, (2, 5, 4, 3), F64)
     got = poisoned((5,), F64)
-    launch_conv2d_weight_grad(grad_y, y, None, None, got, kernel=(1, 1), stride=(1, 1), padding=(0, 0), relu=True)
+    launch_conv2d_weight_grad(_dev(grad_y, F64), _dev(y, F64), None, None, got, kernel=(1, 1), stride=(1, 1),
+                              padding=(0, 0), relu=True)
     assert_close(got, (grad_y * (y > 0)).sum((0, 2, 3)), F64, "bias grad")
 
 
@@ -116,7 +120,7 @@ def _pool(x, kind, kernel, stride, padding, ceil_mode, count_include_pad):
     return F.avg_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["fp64", "fp32", "fp16"])
 @pytest.mark.parametrize("pool", POOLS, ids=lambda v: str(v))
 def test_pool_input_grad_matches_float64(pool, dtype):
     kind, kernel, stride, padding, ceil_mode, count_include_pad = pool
@@ -143,7 +147,8 @@ def test_max_pool_grad_follows_nan_and_all_minus_inf_windows():
     grad_y = torch.randn(y.shape, dtype=F64, generator=gen)
     want = torch.autograd.grad(y, x, grad_y)[0]
     got = poisoned(tuple(x.shape), F64, FORMATS["nhwc"])
-    launch_pool2d_input_grad(grad_y, got, kind="max", kernel=(3, 3), stride=(2, 2), padding=(1, 1), x=x.detach())
+    launch_pool2d_input_grad(_dev(grad_y, F64), got, kind="max", kernel=(3, 3), stride=(2, 2), padding=(1, 1),
+                             x=_dev(x, F64))
     assert_close(got, want, F64, "max pool grad with NaN and -inf windows")
 
 
@@ -156,7 +161,7 @@ def test_pool_grad_through_bias_relu_epilogue_accumulates():
     grad_y = _rand(gen, tuple(y.shape), F64)
     held = _rand(gen, tuple(z.shape), F64)
     want = held + torch.autograd.grad(y, z, grad_y)[0]
-    got = held.clone()
-    launch_pool2d_input_grad(grad_y, got, kind="avg", kernel=(3, 3), stride=(1, 1), padding=(1, 1),
-                             count_include_pad=False, y=y.detach(), relu=True, accumulate=True)
+    got = _dev(held, F64)
+    launch_pool2d_input_grad(_dev(grad_y, F64), got, kind="avg", kernel=(3, 3), stride=(1, 1), padding=(1, 1),
+                             count_include_pad=False, y=_dev(y, F64), relu=True, accumulate=True)
     assert_close(got, want, F64, "pool grad through the epilogue")
