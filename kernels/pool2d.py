@@ -18,6 +18,19 @@ from .launch import acc_dtype, index_dtype, launch, strides, tile_grid
 from .tiles import pc_ptrs, pixel_coords, program_tile
 
 
+@triton.jit
+def avg_pool_divisor(h0, w0, H, W, KH: tl.constexpr, KW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
+                     COUNT_PAD: tl.constexpr):
+    # PyTorch's divisor of the windows at origins (h0, w0): the window clipped to the padded input, or to the input
+    h_end = tl.minimum(h0 + KH, H + PH)
+    w_end = tl.minimum(w0 + KW, W + PW)
+    if COUNT_PAD:
+        count = (h_end - h0) * (w_end - w0)
+    else:
+        count = (tl.minimum(h_end, H) - tl.maximum(h0, 0)) * (tl.minimum(w_end, W) - tl.maximum(w0, 0))
+    return tl.maximum(count, 1)
+
+
 @triton.autotune(
     configs=[
         triton.Config({"BLOCK_M": 64, "BLOCK_N": 64}, num_warps=4),
@@ -67,14 +80,7 @@ def _pool2d_kernel(
                 else:
                     acc += tl.load(ptrs, mask=ok[:, None] & mask_n[None, :], other=0.0).to(ACC_DTYPE)
         if not IS_MAX:
-            # PyTorch's divisor: the window clipped to the padded input, or to the input itself
-            h_end = tl.minimum(h0 + KH, H + PH)
-            w_end = tl.minimum(w0 + KW, W + PW)
-            if COUNT_PAD:
-                count = (h_end - h0) * (w_end - w0)
-            else:
-                count = (tl.minimum(h_end, H) - tl.maximum(h0, 0)) * (tl.minimum(w_end, W) - tl.maximum(w0, 0))
-            acc = acc / tl.maximum(count, 1).to(ACC_DTYPE)[:, None]
+            acc = acc / avg_pool_divisor(h0, w0, H, W, KH, KW, PH, PW, COUNT_PAD).to(ACC_DTYPE)[:, None]
         if b_ptr is not None:
             acc += tl.load(b_ptr + offs_n * stride_b, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
         if RELU:

@@ -14,7 +14,7 @@ import triton
 import triton.language as tl
 
 from .launch import acc_dtype, index_dtype, launch, strides, tile_grid
-from .pool2d import INTERPRET_POOL_CONFIG
+from .pool2d import INTERPRET_POOL_CONFIG, avg_pool_divisor
 from .tiles import pc_ptrs, pixel_coords, program_tile, relu_grad
 
 
@@ -90,15 +90,7 @@ def _pool2d_input_grad_kernel(
                     won = (win_h == ih[:, None]) & (win_w == iw[:, None])
                     acc += tl.where(won & mask, g, 0.0)
                 else:
-                    # the forward's divisor: the window clipped to the padded input, or to the input itself
-                    h_end = tl.minimum(h0 + KH, H + PH)
-                    w_end = tl.minimum(w0 + KW, W + PW)
-                    if COUNT_PAD:
-                        count = (h_end - h0) * (w_end - w0)
-                    else:
-                        count = ((tl.minimum(h_end, H) - tl.maximum(h0, 0))
-                                 * (tl.minimum(w_end, W) - tl.maximum(w0, 0)))
-                    acc += g / tl.maximum(count, 1).to(ACC_DTYPE)[:, None]
+                    acc += g / avg_pool_divisor(h0, w0, H, W, KH, KW, PH, PW, COUNT_PAD).to(ACC_DTYPE)[:, None]
         ptrs = pc_ptrs(gx_ptr, img, ih, iw, offs_n, stride_gx_n, stride_gx_c, stride_gx_h, stride_gx_w)
         mask = mask_m[:, None] & mask_n[None, :]
         if ACCUMULATE:
