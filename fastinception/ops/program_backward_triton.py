@@ -12,6 +12,8 @@ Per branch, on its side stream, last step first:
 Then, on the caller's stream once the branches have joined, x's gradient: every step that reads x adds its input
 grad into one buffer, in the program's order (fp32 for fp16 / bf16 inputs, rounded once at the end), so the result
 does not depend on the streams. Every gradient buffer is allocated before the fork (``streams.side_streams``).
+An Inception-ResNet program starts from its end (``_residual_backward``): the projection's gradients, then the
+branches' backward from the concatenation's gradient, then x's identity term.
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 def backward_launch_count(program) -> int:
     """Kernel launches of one backward of ``program`` on the triton backend when x and every weight and bias need
     their gradients (channels-last input): per conv a weight-grad launch (bias included), per step an input-grad
-    launch (a split's pair shares one), a commuted head's bias one more, a max-pool head its pool recomputed."""
+    launch (a split's pair shares one), a commuted head's bias one more, a max-pool head its pool recomputed, a
+    residual program three more."""
     from .program_plan_triton import triton_plan
 
     plan = triton_plan(program)
