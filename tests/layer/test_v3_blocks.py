@@ -69,7 +69,8 @@ def test_block_computes_trains_and_keeps_statistics_as_torchvisions(name, fmt, m
         assert (torch.equal(a, b) if "num_batches" in sname else rel_error(b, a) <= 1e-5), sname
 
 
-@pytest.mark.parametrize("name", ["A", "B"])
+# B (stride-2 convs, a pass-through pool) under -m slow: its kernels run in tests/ops/test_program_triton.py's v3_B
+@pytest.mark.parametrize("name", ["A", pytest.param("B", marks=pytest.mark.slow)])
 def test_in_eval_mode_the_triton_backend_folds_batchnorm_and_matches_torchvisions(name):
     # forward and the gradients of x, every conv and every BatchNorm affine parameter
     make_tv, make_fast, cin, side = PAIRS[name]
