@@ -17,7 +17,6 @@ branches' backward from the concatenation's gradient, then x's identity term.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 
@@ -26,7 +25,7 @@ import torch
 from ..program import Pool
 from .layout import channels_last, empty_in_layout_of
 from .program_plan_triton import ConvStep, PoolStep, PrologueStep, Tape
-from .streams import side_streams
+from .streams import on_device, side_streams
 
 POINTWISE = dict(kernel=(1, 1), stride=(1, 1), padding=(0, 0))
 
@@ -155,7 +154,7 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
                     x_terms.append(lambda gx, acc, backward=backward: backward(gx, accumulate=acc))
         work.append(launches)
 
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+    with on_device(x):
         with side_streams(x.device, len(work), streams) as contexts:
             for launches, context in zip(work, contexts):
                 with context:
@@ -180,7 +179,7 @@ def _residual_backward(tape: Tape, out, weights, grad_out, *, need_x, need_weigh
     grad_b = torch.empty_like(b) if b is not None and need_b else None
     grad_out, out = (channels_last(t) for t in (grad_out.to(x.dtype), out))
     grad_cat = empty_in_layout_of(step.cat, step.cat.shape)
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+    with on_device(x):
         launch_conv2d_weight_grad(grad_out, out, step.cat, grad_w, grad_b, relu=relu, scale=scale,
                                   allow_tf32=allow_tf32, **POINTWISE)
         launch_conv2d_input_grad(grad_cat, [(grad_out, out, channels_last(w), (1, 1), (1, 1), (0, 0), relu)],
@@ -189,7 +188,7 @@ def _residual_backward(tape: Tape, out, weights, grad_out, *, need_x, need_weigh
         dataclasses.replace(tape, residual=None), step.cat, weights[:step.slot], grad_cat, need_x=need_x,
         need_weights=need_weights[:step.slot], allow_tf32=allow_tf32, streams=streams)
     if need_x:
-        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        with on_device(x):
             launch_pool2d_input_grad(grad_out, grad_x, kind="avg", kernel=(1, 1), stride=(1, 1), padding=(0, 0),
                                      y=out, relu=relu, accumulate=True)
     return grad_x, [*grads, (grad_w, grad_b)]

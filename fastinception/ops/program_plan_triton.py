@@ -17,7 +17,6 @@ copied to channels-last once, as GoogLeNet's triton path does). Each branch's la
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 
@@ -27,7 +26,7 @@ from ..kernels.common import bf16_on_interpreter, require_launchable
 from ..program import BlockProgram, Conv, Pool, Residual
 from .layout import channels_adjacent, empty_in_layout_of
 from .overlap import may_share_elements
-from .streams import side_streams
+from .streams import on_device, side_streams
 
 STEM_SEGMENTS = 4
 MAX_PROLOGUE_POOL = Pool("max", 3, 1, 1)
@@ -223,7 +222,7 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
         _run_program_triton(branches, tuple(weights)[:-1], x, cat, allow_tf32=allow_tf32, streams=streams,
                             record=inner)
         w, b = tuple(weights)[-1]
-        with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+        with on_device(x):
             launch_conv2d_general(cat, [(w, b, out, (1, 1), (1, 1), (0, 0), program.residual.relu)],
                                   residual=(x, program.residual.scale), allow_tf32=allow_tf32)
         if record is not None:
@@ -298,7 +297,7 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
     if x.shape[0] == 0:
         return out
 
-    with torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext():
+    with on_device(x):
         for heads, pool_head in plan.stem_launches():
             segments = [(weights[h.slot][0], None, stem_dest[h.branch], False) if h.commuted
                         else (*weights[h.slot], stem_dest[h.branch], slots[h.slot].conv.relu) for h in heads]

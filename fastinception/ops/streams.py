@@ -1,5 +1,5 @@
-"""How independent branches are launched: side streams, one stream, or (GoogLeNet's two spatial branches) one grouped
-launch."""
+"""Where kernels launch (the input's device) and how independent branches are launched: side streams, one stream, or
+(GoogLeNet's two spatial branches) one grouped launch."""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +14,11 @@ def check_branch_mode(mode: str) -> str:
     if mode not in BRANCH_MODES:
         raise ValueError(f"branch mode must be one of {BRANCH_MODES}, got {mode!r}")
     return mode
+
+
+def on_device(x: torch.Tensor):
+    """Launch on the input's device whatever the current device is (Triton launches on the current one)."""
+    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
 def _streams_for(device: torch.device, count: int):

@@ -13,6 +13,7 @@ import torch
 
 from ..kernels.common import bf16_on_interpreter, require_launchable, tf32_allowed
 from .layout import channels_last, empty_in_layout_of
+from .streams import on_device
 
 
 class TritonConv2d(torch.autograd.Function):
@@ -42,7 +43,9 @@ def _forward(x, weight, bias, stride, padding):
         return _forward(x.float(), weight.float(), None if bias is None else bias.float(), stride, padding).to(x.dtype)
     out = empty_in_layout_of(x, shape)
     if out.numel():
-        launch_conv2d_general(x, [(weight, bias, out, (kh, kw), stride, padding, False)], allow_tf32=tf32_allowed(x))
+        with on_device(x):
+            launch_conv2d_general(x, [(weight, bias, out, (kh, kw), stride, padding, False)],
+                                  allow_tf32=tf32_allowed(x))
     return out
 
 
@@ -57,12 +60,14 @@ def _backward(x, weight, grad_out, stride, padding, need_x, need_w, need_b):
     x, grad_out, weight = (channels_last(t) for t in (x, grad_out, weight))  # as the program backward reads them
     grad_x = empty_in_layout_of(x, x.shape) if need_x else None
     grad_b = weight.new_empty(weight.shape[0]) if need_b else None
-    if need_x:
-        launch_conv2d_input_grad(grad_x, [(grad_out, None, weight, kernel, stride, padding, False)],
-                                 allow_tf32=allow_tf32)
-    launch_conv2d_weight_grad(grad_out, None, x, grad_w, grad_b, kernel=kernel, stride=stride, padding=padding,
-                              relu=False, allow_tf32=allow_tf32)
+    with on_device(x):
+        if need_x:
+            launch_conv2d_input_grad(grad_x, [(grad_out, None, weight, kernel, stride, padding, False)],
+                                     allow_tf32=allow_tf32)
+        launch_conv2d_weight_grad(grad_out, None, x, grad_w, grad_b, kernel=kernel, stride=stride, padding=padding,
+                                  relu=False, allow_tf32=allow_tf32)
     return grad_x, grad_w, grad_b
+
 
 
 @functools.cache

@@ -15,7 +15,6 @@ Three things the kernels cannot do themselves are settled here, at run time, whe
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 from typing import List, Tuple
 
@@ -27,7 +26,7 @@ from ..params import BlockParams
 from ..spec import InceptionSpec
 from .layout import channels_adjacent, empty_in_layout_of, memory_format_of
 from .overlap import may_share_elements
-from .streams import side_streams
+from .streams import on_device, side_streams
 
 
 def _empty_like_layout(x: Tensor, channels: int) -> Tensor:
@@ -48,11 +47,6 @@ def _slices_of(*channels_and_kernels: int) -> tuple:
     # Cached: this runs on every call, and a spec validates all its fields when built.
     spec = InceptionSpec(*channels_and_kernels)
     return spec.p1, spec.p2, spec.p3, spec.p4
-
-
-def _on_device(x: Tensor):
-    """Launch on the input's device whatever the current device is."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
 
 
 def _fp32(tensors):
@@ -93,7 +87,7 @@ def triton_forward(
     t3 = _empty_like_layout(x, p.w3a.shape[0])
     mask = _mask_buffer(x, out.shape[1], save_mask)
     m1, m2, m3, m4 = (mask[:, s] if save_mask else None for s in (s1, s2, s3, s4))
-    with _on_device(x):
+    with on_device(x):
         launch_stem_forward(x, p.w1, p.b1, p.w2a, p.b2a, p.w3a, p.b3a, p.w4, p.b4, out[:, s1], t2, t3, out[:, s4],
                             mask1=m1, mask4=m4, allow_tf32=allow_tf32)
         if branches == "grouped":
@@ -178,7 +172,7 @@ def triton_backward(
     need_reduced_grads = needs[0] or any(getattr(need, n) for n in stem_names)
     # Allocated on the caller's stream before the fork (see streams.side_streams).
     dt2, dt3 = (torch.empty_like(t2), torch.empty_like(t3)) if need_reduced_grads else (None, None)
-    with _on_device(x), side_streams(x.device, 2, branches == "streams") as (branch2, branch3):
+    with on_device(x), side_streams(x.device, 2, branches == "streams") as (branch2, branch3):
         with branch2:
             if need_reduced_grads:
                 launch_conv2d_relu_input_grad(g2, m2, p.w2b, t2, dt2, allow_tf32=allow_tf32)
@@ -191,7 +185,7 @@ def triton_backward(
             if need.w3b or need.b3b:
                 launch_conv2d_relu_weight_grad(g3, m3, t3, wanted("w3b"), wanted("b3b"), deterministic=deterministic,
                                                allow_tf32=allow_tf32)
-    with _on_device(x):
+    with on_device(x):
         if needs[0]:
             launch_stem_input_grad(x, g1, m1, dt2, dt3, g4, m4, p.w1, p.w2a, p.w3a, p.w4, grad_x, allow_tf32=allow_tf32)
         if any(getattr(need, n) for n in stem_names):
