@@ -30,10 +30,6 @@ from .streams import on_device, side_streams
 POINTWISE = dict(kernel=(1, 1), stride=(1, 1), padding=(0, 0))
 
 
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def backward_launch_count(program) -> int:
     """Kernel launches of one backward of ``program`` on the triton backend when x and every weight and bias need
     their gradients (channels-last input): per conv a weight-grad launch (bias included), per step an input-grad
@@ -61,6 +57,7 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
     ``need_x``; a weight or bias grad is None unless ``need_weights[k]`` asks for it. ``out``: the block's output,
     whose slices the tape names; ``weights``: the (weight, bias) pairs of the forward."""
     from ..kernels.conv2d_general_backward import launch_conv2d_input_grad, launch_conv2d_weight_grad
+    from ..kernels.launch import partial_dtype
     from ..kernels.pool2d import launch_pool2d
     from ..kernels.pool2d_backward import launch_pool2d_input_grad
 
@@ -75,7 +72,7 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
     # OIHW weights spill registers on sm_90); the weight copies are small beside the activations
     grad_out, out = (channels_last(t) for t in (grad_out.to(x.dtype), out))
     weights = [(channels_last(w), b) for w, b in weights]
-    grad_x = empty_in_layout_of(x, x.shape, accumulation_dtype(x.dtype)) if need_x else None
+    grad_x = empty_in_layout_of(x, x.shape, partial_dtype(x.dtype)) if need_x else None
     conv_input_grad = functools.partial(launch_conv2d_input_grad, allow_tf32=allow_tf32)
     weight_grad = functools.partial(launch_conv2d_weight_grad, allow_tf32=allow_tf32)
 
@@ -147,7 +144,7 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
                     launches.append(functools.partial(weight_grad, grad_y, y, pooled if grad_w is not None else None,
                                                       grad_w, grad_b, relu=step.conv.relu, **POINTWISE))
                 if need_x:
-                    grad_pooled = empty_in_layout_of(x, x.shape, accumulation_dtype(x.dtype))
+                    grad_pooled = empty_in_layout_of(x, x.shape, partial_dtype(x.dtype))
                     launches.append(functools.partial(conv_input_grad, grad_pooled, [
                         (grad_y, y, weights[step.slot][0], (1, 1), (1, 1), (0, 0), step.conv.relu)]))
                     backward = pool_input_grad(step.pool, grad_pooled, x=x)
