@@ -23,7 +23,7 @@ from fastinception.ops.program_plan_triton import (
 )
 from fastinception.ops.program_triton_function import program_triton
 from fastinception.program import BlockProgram, Branch, Conv, Pool
-from fastinception.program_reference import apply_pool, run_reference
+from fastinception.program_reference import run_reference
 
 from helpers import (
     ALLOCATION_AND_VIEW_OPS,
@@ -159,31 +159,12 @@ def _reference_with_relu_masks(program, weights, x, masks):
     # the float64 reference with each ReLU replaced by the kernels' decision: in fp16 an activation within rounding
     # of zero may land on either side, and with it a whole pixel's share of a weight gradient (4% of the split's 3x1
     # conv's on a 2x4x4 v3 E input); fp16 in PyTorch decides from its stored activations too
-    pairs, outputs = iter(enumerate(weights)), []
+    def masked(k, z):
+        if z.shape != masks[k].shape:
+            raise AssertionError(f"conv {k}: mask {tuple(masks[k].shape)} for output {tuple(z.shape)}")
+        return z * masks[k]
 
-    def conv_of(y, conv):
-        k, (w, b) = next(pairs)
-        z = torch.nn.functional.conv2d(y, w, b, stride=conv.stride, padding=conv.padding)
-        if not conv.relu:
-            return z
-        mask = masks[k]
-        if z.shape != mask.shape:  # a commuted head: the kernels pooled after the conv, the reference before
-            raise AssertionError(f"conv {k}: mask {tuple(mask.shape)} for output {tuple(z.shape)}")
-        return z * mask
-
-    for branch in program.branches:
-        y = x
-        for op in branch.ops:
-            y = conv_of(y, op) if isinstance(op, Conv) else apply_pool(y, op)
-        if branch.split:
-            y = torch.cat([conv_of(y, conv) for conv in branch.split], dim=1)
-        outputs.append(y)
-    cat = torch.cat(outputs, dim=1)
-    if program.residual is None:
-        return cat
-    k, (w, b) = next(pairs)
-    z = x + program.residual.scale * torch.nn.functional.conv2d(cat, w, b)
-    return z * masks[k] if program.residual.relu else z
+    return run_reference(program, weights, x, relu=masked)
 
 
 # the other dtypes and NCHW run the same kernels (NCHW x is copied to channels-last once): three block types with
