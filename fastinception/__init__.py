@@ -1,4 +1,7 @@
 """fastinception: fused Triton kernels for the GoogLeNet/Inception block, as a drop-in PyTorch layer."""
+from .blocks.params import BlockParams
+from .blocks.program import BlockProgram
+from .blocks.spec import InceptionSpec
 from .convert import ConversionReport, convert
 from .functional import inception
 from .layer import FastInception
@@ -11,11 +14,8 @@ from .models import (
     googlenet_imagenet,
     inception_v3,
 )
-from .params import BlockParams
-from .program import BlockProgram
 from .program_block import ProgramBlock
-from .reference import Inception
-from .spec import InceptionSpec
+from .reference.d2l import Inception
 
 __all__ = [
     "BNInception",

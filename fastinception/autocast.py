@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .params import BlockParams
+from .blocks.params import BlockParams
 
 # Autocast lowers these dtypes and leaves float64 alone, as it does for convolutions.
 LOWERABLE = (torch.float32, torch.float16, torch.bfloat16)

@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 
 from .autocast import autocast_dtype, cast_for_autocast
+from .blocks.params import BlockParams
+from .blocks.spec import InceptionSpec
 from .ops.layout import empty_in_layout_of
 from .ops.streams import check_branch_mode
 from .ops.torch_plan import inception_torch
 from .ops.triton_function import inception_triton
-from .params import BlockParams
-from .spec import InceptionSpec
 from .validation import check_input, check_out, check_params, check_transforms
 
 BACKENDS = ("auto", "torch", "triton")

@@ -4,11 +4,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .blocks.params import BlockParams
+from .blocks.spec import InceptionSpec
+from .blocks.structure import NotConvertible, d2l_spec_of
 from .functional import check_backend, inception
-from .params import BlockParams
-from .reference import build_branches
-from .spec import InceptionSpec
-from .structure import NotConvertible, d2l_spec_of
+from .reference.d2l import build_branches
 
 
 class FastInception(nn.Module):

@@ -6,11 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks.programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, BN_INCEPTION_BLOCKS, MAX_3X3, V3_BLOCK_KINDS, V3_STEM
 from .functional import check_backend
 from .layer import FastInception
 from .program_block import run_with_batchnorm
-from .programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, BN_INCEPTION_BLOCKS, MAX_3X3, V3_BLOCK_KINDS, V3_STEM
-from .reference import Inception
+from .reference.d2l import Inception
 from .v3_blocks import ConvBN, FastInceptionA, FastInceptionB, FastInceptionC, FastInceptionD, FastInceptionE
 
 # GoogLeNet's nine blocks: d2l constructor arguments and the spatial size they see on 224x224 ImageNet input.

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autocast import LOWERABLE, autocast_dtype, lowered
+from .blocks.program import BlockProgram
 from .functional import check_backend, resolve_backend
 from .ops.program_plan import program_output, run_program_torch
 from .ops.program_triton_function import program_triton
 from .ops.triton_conv import triton_conv2d
-from .program import BlockProgram
 from .validation import check_transforms
 
 

@@ -20,10 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .functional import check_backend
-from .program import BlockProgram
-from .program_block import run_with_batchnorm
-from .programs import (
+from .blocks.program import BlockProgram
+from .blocks.programs import (
     AVG_3X3,
     V3_UNIT_NAMES,
     inception_v3_a,
@@ -32,6 +30,8 @@ from .programs import (
     inception_v3_d,
     inception_v3_e,
 )
+from .functional import check_backend
+from .program_block import run_with_batchnorm
 
 BN_EPS = 0.001
 

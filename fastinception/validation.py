@@ -10,9 +10,9 @@ import functools
 
 import torch
 
+from .blocks.params import BlockParams
+from .blocks.spec import InceptionSpec
 from .ops.overlap import has_internal_overlap
-from .params import BlockParams
-from .spec import InceptionSpec
 
 # Where each parameter lives in the reference block, for error messages.
 PARAMETER_NAMES = {

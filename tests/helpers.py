@@ -25,16 +25,16 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from fastinception import GOOGLENET_BLOCKS, FastInception, Inception
-from fastinception import programs as P
+from fastinception.blocks import programs as P
+from fastinception.blocks.program import Branch, Conv
+from fastinception.blocks.programs import FID_INCEPTION_BLOCKS, V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
 from fastinception.kernels.common import interpreting
-from fastinception.program import Branch, Conv
-from fastinception.programs import FID_INCEPTION_BLOCKS, V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
-from fastinception.reference_v3 import BasicConv2d
-from fastinception.reference_v3 import InceptionA as TVInceptionA
-from fastinception.reference_v3 import InceptionB as TVInceptionB
-from fastinception.reference_v3 import InceptionC as TVInceptionC
-from fastinception.reference_v3 import InceptionD as TVInceptionD
-from fastinception.reference_v3 import InceptionE as TVInceptionE
+from fastinception.reference.inception_v3 import BasicConv2d
+from fastinception.reference.inception_v3 import InceptionA as TVInceptionA
+from fastinception.reference.inception_v3 import InceptionB as TVInceptionB
+from fastinception.reference.inception_v3 import InceptionC as TVInceptionC
+from fastinception.reference.inception_v3 import InceptionD as TVInceptionD
+from fastinception.reference.inception_v3 import InceptionE as TVInceptionE
 from fastinception.testing import REL_TOL, TF32_REL_TOL, assert_close, float64_reference, rel_error
 
 __all__ = [
@@ -513,7 +513,7 @@ def record_launches():
 # ----------------------------------------------------------------------------------------------------------------------
 # hand-written copies of the later block types: each one's conv shapes as its source's __init__ states them, and its
 # forward as its source writes it, on (weight, bias) pairs with BatchNorm folded. Written from the sources, not from
-# fastinception.programs, so that a wrong program fails against them.
+# fastinception.blocks.programs, so that a wrong program fails against them.
 
 def _c(x, p, stride=1, padding=0):
     return F.relu(F.conv2d(x, p[0], p[1], stride=stride, padding=padding))

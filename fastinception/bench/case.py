@@ -18,12 +18,12 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..blocks.programs import INCEPTION_V3_BLOCKS
+from ..blocks.spec import InceptionSpec
 from ..models import GOOGLENET_BLOCKS, googlenet
-from ..programs import INCEPTION_V3_BLOCKS
-from ..reference import Inception
-from ..reference_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
-from ..reference_v3 import FIDFeatures, Inception3
-from ..spec import InceptionSpec
+from ..reference.d2l import Inception
+from ..reference.inception_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
+from ..reference.inception_v3 import FIDFeatures, Inception3
 from ..testing import REL_TOL, TF32_REL_TOL, float64_reference, rel_error
 from .contenders import CONTENDERS, LAYOUTS, UNAVAILABLE, Contender, parameters_by_reference_names
 from .roofline import block_bytes, block_flops, convolutions_use_tf32, floor_seconds, network_flops, program_flops
@@ -44,7 +44,7 @@ CHECK_METHOD = (
 NETWORK = "googlenet"
 NETWORK_CLASSES = 1000
 # whole networks: input side, and the reference model (torchvision's Inception-v3 and pytorch-fid's extractor as
-# ``reference_v3`` writes them)
+# ``reference.inception_v3`` writes them)
 NETWORKS = {
     NETWORK: (224, lambda: googlenet(NETWORK_CLASSES, 3)),
     "inception_v3": (299, lambda: Inception3(NETWORK_CLASSES)),

@@ -12,7 +12,7 @@ from ..functional import BACKENDS
 from ..kernels import common as kernels
 from ..layer import FastInception
 from ..models import GOOGLENET_BLOCKS
-from ..reference import Inception
+from ..reference.d2l import Inception
 from ..testing import rel_error
 from .case import tolerance
 from .timing import CPU_WARMUP_CALLS, measure

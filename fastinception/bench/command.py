@@ -27,7 +27,7 @@ from ..cli import charts
 from ..cli.arguments import positive_float, positive_int, seed, thread_count
 from ..cli.errors import UsageError, prepare_out, report, too_large
 from ..models import GOOGLENET_BLOCKS
-from ..reference_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
+from ..reference.inception_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
 from .case import CHECK_METHOD, DTYPES, INFERENCE_ONLY, NETWORK, NETWORKS, Case, Rates, run_case
 from .contenders import CONTENDERS, CPU_CONTENDERS, GPU_CONTENDERS, LAYOUTS
 from .interpreter_check import interpreter_check

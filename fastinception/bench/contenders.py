@@ -18,7 +18,7 @@ from ..convert import convert
 from ..fid.network import FIDInceptionV3
 from ..kernels.common import require_launchable
 from ..models import inception_v3
-from ..reference_v3 import FIDFeatures, Inception3
+from ..reference.inception_v3 import FIDFeatures, Inception3
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
 

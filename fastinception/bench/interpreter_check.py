@@ -11,7 +11,7 @@ import time
 import torch
 
 from ..layer import FastInception
-from ..reference import Inception
+from ..reference.d2l import Inception
 from ..testing import REL_TOL, rel_error
 from .contenders import LAYOUTS
 

@@ -12,8 +12,8 @@ import copy
 import torch
 from torch import nn
 
-from ..program import BlockProgram, Conv
-from ..spec import InceptionSpec
+from ..blocks.program import BlockProgram, Conv
+from ..blocks.spec import InceptionSpec
 from .timing import measure
 
 PASSES = ("fwd", "fwdbwd")

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..blocks.structure import NotConvertible
 from ..program_block import fold_into_conv
-from ..structure import NotConvertible
 
 BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 

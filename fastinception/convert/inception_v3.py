@@ -15,10 +15,10 @@ import dataclasses
 
 from torch import nn
 
-from ..program import BlockProgram, Branch, Conv
+from ..blocks.program import BlockProgram, Branch, Conv
+from ..blocks.programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, MAX_3X3, MAX_3X3_S2, V3_UNIT_NAMES
+from ..blocks.structure import NotConvertible, child, no_hooks, one_place, only_children, only_tensors, pair
 from ..program_block import ProgramBlock
-from ..programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, MAX_3X3, MAX_3X3_S2, V3_UNIT_NAMES
-from ..structure import NotConvertible, child, no_hooks, one_place, only_children, only_tensors, pair
 from .bn_fold import check_foldable, fold_batchnorm
 
 POOL = "pool"  # the pool branch's pool: one candidate per entry of POOL_CANDIDATES

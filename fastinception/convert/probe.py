@@ -27,8 +27,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..blocks.program import BlockProgram
 from ..layer import FastInception
-from ..program import BlockProgram
 from ..testing import REL_TOL, TF32_REL_TOL, rel_error
 
 PROBE_SHAPE = (2, 6, 6)  # batch, height, width

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..program import BlockProgram
-from ..spec import InceptionSpec
+from ..blocks.program import BlockProgram
+from ..blocks.spec import InceptionSpec
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,9 +16,9 @@ import dataclasses
 
 from torch import nn
 
+from ..blocks.spec import InceptionSpec
+from ..blocks.structure import NotConvertible, child, no_hooks, one_place, only_children, pool3x3, same_conv
 from ..layer import FastInception
-from ..spec import InceptionSpec
-from ..structure import NotConvertible, child, no_hooks, one_place, only_children, pool3x3, same_conv
 from .bn_fold import check_foldable, fold_batchnorm
 
 BRANCHES = ("branch1", "branch2", "branch3", "branch4")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..blocks.structure import NotConvertible, d2l_spec_of, looks_like_d2l_inception
 from ..functional import check_backend
 from ..layer import FastInception
 from ..program_block import ProgramBlock
-from ..structure import NotConvertible, d2l_spec_of, looks_like_d2l_inception
 from ..v3_blocks import FastV3Block
 from .inception_v3 import batchnorms_in_training as v3_batchnorms_in_training
 from .inception_v3 import fold_v3_block, v3_block_of, v3_kind

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..blocks.program import BlockProgram, Branch, Conv, Pool
+from ..blocks.programs import FID_INCEPTION_BLOCKS, V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
 from ..functional import check_backend, resolve_backend
 from ..ops.program_plan import program_output
 from ..ops.program_triton_function import program_triton
-from ..program import BlockProgram, Branch, Conv, Pool
 from ..program_block import ProgramBlock, run_checked
-from ..programs import FID_INCEPTION_BLOCKS, V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
 from .weights import folded_units, read_state_dict
 
 DIMS = (64, 192, 768, 2048)

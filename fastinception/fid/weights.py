@@ -12,8 +12,8 @@ import pathlib
 
 import torch
 
+from ..blocks.programs import V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
 from ..convert.bn_fold import fold
-from ..programs import V3_BLOCK_KINDS, V3_STEM, V3_UNIT_NAMES
 from ..v3_blocks import BN_EPS
 
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"

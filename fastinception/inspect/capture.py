@@ -31,11 +31,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from triton.runtime.jit import JITFunction
 
 from .. import kernels
+from ..blocks.program import BlockProgram
 from ..kernels import common, conv2d_backward
 from ..kernels import launch as launch_module
 from ..layer import FastInception
 from ..ops import program_triton_function
-from ..program import BlockProgram
 from ..program_block import ProgramBlock
 from .compile import jit_function
 from .occupancy import Target

@@ -19,12 +19,12 @@ import time
 import warnings
 from pathlib import Path
 
+from ..blocks.program import BlockProgram
+from ..blocks.programs import INCEPTION_V3_BLOCKS
 from ..cli.arguments import positive_int
 from ..cli.errors import UsageError, report
 from ..cli.progress import available, progress_bar
 from ..models import GOOGLENET_BLOCKS
-from ..program import BlockProgram
-from ..programs import INCEPTION_V3_BLOCKS
 from .occupancy import TARGETS, occupancy
 from .report import NOTE, config_label, format_markdown, format_text
 

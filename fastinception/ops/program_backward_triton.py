@@ -22,7 +22,7 @@ import functools
 
 import torch
 
-from ..program import Pool
+from ..blocks.program import Pool
 from .layout import channels_last, empty_in_layout_of
 from .program_plan_triton import ConvStep, PoolStep, PrologueStep, Tape
 from .streams import on_device, side_streams

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..program import BlockProgram, Conv
-from ..program_reference import apply_conv, apply_pool
+from ..blocks.program import BlockProgram, Conv
+from ..reference.program import apply_conv, apply_pool
 from .layout import empty_in_layout_of
 from .torch_plan import fuse_pointwise, write_branches
 

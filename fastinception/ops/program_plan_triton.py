@@ -22,8 +22,8 @@ import functools
 
 import torch
 
+from ..blocks.program import BlockProgram, Conv, Pool, Residual
 from ..kernels.common import bf16_on_interpreter, require_launchable
-from ..program import BlockProgram, Conv, Pool, Residual
 from .layout import channels_adjacent, empty_in_layout_of
 from .overlap import may_share_elements
 from .streams import on_device, side_streams

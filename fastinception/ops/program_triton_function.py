@@ -11,8 +11,8 @@ import dataclasses
 
 import torch
 
+from ..blocks.program import BlockProgram
 from ..kernels.common import tf32_allowed
-from ..program import BlockProgram
 from .overlap import may_share_elements
 from .program_backward_triton import run_program_backward_triton
 from .program_plan_triton import run_program_triton

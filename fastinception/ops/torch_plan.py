@@ -14,8 +14,8 @@ are used.
 import torch
 import torch.nn.functional as F
 
-from ..params import BlockParams
-from ..spec import InceptionSpec
+from ..blocks.params import BlockParams
+from ..blocks.spec import InceptionSpec
 
 
 class WriteBranches(torch.autograd.Function):

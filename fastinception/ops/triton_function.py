@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..blocks.params import BlockParams
 from ..kernels.common import require_launchable, tf32_allowed
-from ..params import BlockParams
 from . import triton_ops  # noqa: F401  (registers torch.ops.fastinception.*)
 
 

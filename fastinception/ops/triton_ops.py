@@ -21,9 +21,9 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
+from ..blocks.params import BlockParams
+from ..blocks.spec import InceptionSpec
 from ..kernels.common import bf16_on_interpreter
-from ..params import BlockParams
-from ..spec import InceptionSpec
 from .layout import channels_adjacent, empty_in_layout_of, memory_format_of
 from .overlap import may_share_elements
 from .streams import on_device, side_streams

@@ -275,7 +275,7 @@ def test_unknown_block_is_refused(capsys):
 
 def test_program_flops_by_hand_for_rectangular_strided_and_split_convs():
     from fastinception.bench.roofline import program_flops
-    from fastinception.program import BlockProgram, Branch, Conv, Pool
+    from fastinception.blocks.program import BlockProgram, Branch, Conv, Pool
 
     # 1x1 (4 -> 3) on 6x6, then a 3x3 stride 2 (3 -> 2) to 2x2 beside a max pool; then a split of 1x3 and 3x1
     program = BlockProgram(4, (Branch((Conv(3), Conv(2, 3, 2)), ()),

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils import parametrizations, parametrize, prune
 
 from fastinception import FastInception, convert
-from fastinception.structure import d2l_spec_of
+from fastinception.blocks.structure import d2l_spec_of
 
 from helpers import D2LInception, small_block
 

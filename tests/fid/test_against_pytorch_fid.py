@@ -56,8 +56,8 @@ def test_features_equal_pytorch_fids(weights, dims):
 
 
 def test_the_benchmarks_eager_fid_extractor_is_pytorch_fids(weights):
-    # reference_v3.FIDFeatures, the eager baseline of `bench --model fid`, written from pytorch-fid's source
-    from fastinception.reference_v3 import FIDFeatures
+    # reference.inception_v3.FIDFeatures, the eager baseline of `bench --model fid`, written from pytorch-fid's source
+    from fastinception.reference.inception_v3 import FIDFeatures
 
     theirs = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
     ours = FIDFeatures().eval()

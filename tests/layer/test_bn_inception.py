@@ -67,8 +67,8 @@ def test_on_the_triton_backend_convs_with_bias_before_batchnorm(mode):
     # a BN-Inception block at small widths, each conv with a bias before its BatchNorm: in eval mode the fold moves it
     # through the BatchNorm, in training mode the general conv kernel adds it; forward and the gradients of x, the
     # convs and the BatchNorms' affine parameters against the torch backend
+    from fastinception.blocks.programs import bn_inception_block
     from fastinception.program_block import run_with_batchnorm
-    from fastinception.programs import bn_inception_block
 
     from helpers import DEVICE, make_input, without_tf32
 

@@ -74,3 +74,9 @@ def test_kernels_import_nothing_above_them():
     bad = {m: sorted(t for t in targets if not t.startswith("fastinception.kernels"))
            for m, targets in graph.items() if m.startswith("fastinception.kernels")}
     assert not {m: t for m, t in bad.items() if t}
+
+
+def test_the_package_root_holds_the_public_api_and_few_modules():
+    # what a block is lives in blocks/, the oracles in reference/, each computation in its subpackage
+    modules = sorted(p.name for p in ROOT.glob("*.py"))
+    assert len(modules) <= 12, modules

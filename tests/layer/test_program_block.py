@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from fastinception import ProgramBlock
-from fastinception import programs as P
-from fastinception.program_reference import run_reference
+from fastinception.blocks import programs as P
+from fastinception.reference.program import run_reference
 
 from helpers import FORMATS, assert_close, make_input
 

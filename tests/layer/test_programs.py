@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from fastinception import FastInception, Inception
-from fastinception import programs as P
+from fastinception.blocks import programs as P
+from fastinception.blocks.program import BlockProgram, Branch, Conv, Pool, Residual
 from fastinception.ops.program_plan import run_program_torch
-from fastinception.program import BlockProgram, Branch, Conv, Pool, Residual
-from fastinception.program_reference import run_reference
+from fastinception.reference.program import run_reference
 
 from helpers import HAND_WRITTEN, assert_close, hand_written_weights, make_input
 

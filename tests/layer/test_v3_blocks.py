@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fastinception import InceptionV3, convert, inception_v3
+from fastinception.blocks.programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, MAX_3X3
 from fastinception.ops import program_plan
-from fastinception.programs import AVG_3X3, AVG_3X3_EXCLUDE_PAD, MAX_3X3
 from fastinception.testing import rel_error
 from fastinception.v3_blocks import FastInceptionA, FastInceptionB, FastInceptionC, FastInceptionD, FastInceptionE
 

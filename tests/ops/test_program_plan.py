@@ -3,10 +3,10 @@ the input and of every weight, both layouts, ``out=`` into a NaN-poisoned buffer
 import pytest
 import torch
 
-from fastinception import programs as P
+from fastinception.blocks import programs as P
 from fastinception.ops import program_plan
 from fastinception.ops.program_plan import fuse_pointwise, run_program_torch
-from fastinception.program_reference import run_reference
+from fastinception.reference.program import run_reference
 
 from helpers import (
     FORMATS,

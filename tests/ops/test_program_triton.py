@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from fastinception import ProgramBlock
-from fastinception import programs as P
+from fastinception.blocks import programs as P
+from fastinception.blocks.program import BlockProgram, Branch, Conv, Pool
 from fastinception.ops.program_backward_triton import backward_launch_count
 from fastinception.ops.program_plan_triton import (
     ConvStep,
@@ -22,8 +23,7 @@ from fastinception.ops.program_plan_triton import (
     triton_plan,
 )
 from fastinception.ops.program_triton_function import program_triton
-from fastinception.program import BlockProgram, Branch, Conv, Pool
-from fastinception.program_reference import run_reference
+from fastinception.reference.program import run_reference
 
 from helpers import (
     ALLOCATION_AND_VIEW_OPS,

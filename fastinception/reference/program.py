@@ -7,7 +7,7 @@ import dataclasses
 import torch
 import torch.nn.functional as F
 
-from .program import BlockProgram, Conv, Pool
+from ..blocks.program import BlockProgram, Conv, Pool
 
 
 def apply_conv(x: torch.Tensor, conv: Conv, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

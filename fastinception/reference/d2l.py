@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spec import InceptionSpec
+from ..blocks.spec import InceptionSpec
 
 
 class Inception(nn.Module):
