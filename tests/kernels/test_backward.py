@@ -21,7 +21,7 @@ from fastinception.kernels.checked import (
     stem_weight_grad,
 )
 
-from helpers import REL_TOL, assert_close, shuffled_programs, tf32_tol
+from helpers import CUDA, REL_TOL, assert_close, shuffled_programs, tf32_tol
 
 F64 = torch.float64
 NAN = float("nan")
@@ -432,6 +432,8 @@ def test_stem_bad_inputs():
 # ----------------------------------------------------------------------------------------------------------------------
 # atomics across channel blocks, the order of programs, saved outputs in layouts of their own, ReLU masks
 
+@pytest.mark.skipif(CUDA, reason="the program order is the GPU's own there: a grid this small may add its atomics in "
+                    "the same order every run, so changed bits cannot be asserted")
 def test_atomics_change_bits_when_programs_run_in_another_order():
     # the determinism tests above can fail: under shuffled program orders the atomic path's sums come out in other
     # bits (fp32 addition is not associative), while the deterministic path's do not

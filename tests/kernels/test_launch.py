@@ -277,9 +277,10 @@ def test_the_int64_variant_computes_the_same(int64_offsets):
     # forward and backward of a whole block through the ops, with every kernel in its int64 variant
     from fastinception import FastInception, Inception
 
-    from helpers import DEVICE, check_against_float64, make_input
+    from helpers import DEVICE, check_against_float64, make_input, without_tf32
 
     torch.manual_seed(3)
     ref = Inception(7, 3, (4, 5), (2, 3), 2, device=DEVICE)
     fast = FastInception.from_module(ref, backend="triton")
-    check_against_float64(fast, ref, make_input((2, 7, 5, 4), "nhwc", torch.float32, DEVICE, seed=4), "nhwc")
+    with without_tf32():  # fp32's tolerance on a GPU too
+        check_against_float64(fast, ref, make_input((2, 7, 5, 4), "nhwc", torch.float32, DEVICE, seed=4), "nhwc")
