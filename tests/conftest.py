@@ -1,9 +1,28 @@
 import os
 
-from fastinception.kernels.common import use_interpreter_without_cuda
+import pytest
+
+from fastinception.kernels.common import interpreting, use_interpreter_without_cuda
 
 # Before anything imports triton: importing fastinception does not.
 use_interpreter_without_cuda()
+
+# The kernel tests, and tests marked fine_tiles, keep the interpreter's fine tiles, which put tile edges, channel blocks
+# and K steps inside their small problems; the rest (plans, layers, models, commands) run coarse ones
+# (helpers.coarse_interpreter_tiles).
+FINE_TILES = ("kernels", "inspect")
+
+
+@pytest.fixture(autouse=True)
+def _interpreter_tiles(request):
+    from helpers import coarse_interpreter_tiles
+
+    fine = request.path.parent.name in FINE_TILES or request.node.get_closest_marker("fine_tiles")
+    if not interpreting() or fine:
+        yield
+        return
+    with coarse_interpreter_tiles():
+        yield
 
 
 def pytest_runtest_logreport(report):

@@ -45,7 +45,7 @@ __all__ = [
     "write", "write_fashion_mnist", "shuffled_programs", "tf32_tol", "BasicConv2d", "TVInception", "TVGoogLeNet",
     "randomise_batchnorms", "small_block", "HAND_WRITTEN", "hand_written_weights",
     "TVInceptionA", "TVInceptionB", "TVInceptionC", "TVInceptionD", "TVInceptionE", "tv_inception_v3_blocks",
-    "fid_state_dict", "write_image_folder", "PROGRAM_CASES", "shrunk", "without_tf32",
+    "fid_state_dict", "write_image_folder", "PROGRAM_CASES", "shrunk", "without_tf32", "coarse_interpreter_tiles",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -410,6 +410,29 @@ def small_block() -> TVInception:
 
 # ----------------------------------------------------------------------------------------------------------------------
 # kernel launches and the aten ops between them
+
+@contextlib.contextmanager
+def coarse_interpreter_tiles(size: int = 64):
+    """Under the interpreter, every kernel's fixed tile (BLOCK_M, BLOCK_N, BLOCK_K) at ``size`` instead of 32 / 16.
+
+    The interpreter's cost is per program and per loop step, whatever a tile holds, so 64-wide tiles run a block's
+    launches several times faster. Block-level tests, which prove the plans and the autograd plumbing, run so; the
+    kernel tests (tests/kernels) keep the fine tiles, which put their tile edges, channel blocks and K steps inside
+    small problems. No effect on a GPU, where the autotuner picks the tiles."""
+    from fastinception.kernels import conv2d_forward, launch, pool2d
+
+    tables = [launch.INTERPRET_CONFIG, launch.INTERPRET_WGRAD_CONFIG, conv2d_forward.INTERPRET_NESTED,
+              pool2d.INTERPRET_POOL_CONFIG]
+    saved = [dict(t) for t in tables]
+    for t in tables:  # in place: the kernel modules hold these dicts themselves
+        t.update({k: size for k in t if k.startswith("BLOCK_")})
+    try:
+        yield
+    finally:
+        for t, s in zip(tables, saved):
+            t.clear()
+            t.update(s)
+
 
 @contextlib.contextmanager
 def shuffled_programs(seed: int):

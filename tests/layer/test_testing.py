@@ -57,3 +57,17 @@ def test_float64_reference_runs_a_float64_copy_and_returns_every_gradient():
     assert torch.equal(grad_w, exact.weight.grad) and torch.equal(grad_b, exact.bias.grad)
     (forward_only,) = float64_reference(conv, x)
     assert torch.equal(forward_only, want.detach())
+
+
+def test_block_level_tests_run_coarse_interpreter_tiles_unless_marked():
+    from fastinception.kernels import launch
+    from fastinception.kernels.common import interpreting
+
+    assert launch.INTERPRET_CONFIG["BLOCK_M"] == (64 if interpreting() else 32)
+
+
+@pytest.mark.fine_tiles
+def test_a_fine_tiles_test_keeps_the_kernels_fine_tiles():
+    from fastinception.kernels import launch
+
+    assert launch.INTERPRET_CONFIG == {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}

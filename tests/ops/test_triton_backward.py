@@ -66,6 +66,7 @@ def test_ties_in_the_max_pool_give_pytorchs_input_gradient():
     assert_close(xs[1].grad, xs[0].grad, torch.float64, "grad x with ties")
 
 
+@pytest.mark.fine_tiles  # many programs to reorder
 def test_backward_is_deterministic():
     fast, _ = _pair((20, 9, (12, 17), (5, 7), 6), 5, torch.float32, seed=9)
     x = make_input((3, 20, 8, 7), "nhwc", device=DEVICE, seed=2).requires_grad_()
@@ -81,6 +82,7 @@ def test_backward_is_deterministic():
         assert torch.equal(a, b)
 
 
+@pytest.mark.fine_tiles  # two channel blocks
 @pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
 def test_atomic_backward_matches_float64(fmt):
     # deterministic_backward = False: weight gradients accumulated with float atomics, programs in random order;
