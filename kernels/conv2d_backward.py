@@ -232,7 +232,7 @@ def _reduce_partials_kernel(
     # out[r] = sum_{s < S} part[s, r], s in increasing order: the same bits every run. S == 0 writes zeros.
     # Rows j of the [TAPS, C_TOT, C_IN] weight region (and of the C_TOT bias region) belong to up to four outputs:
     # [0, SEG1) -> w0/b0, [SEG1, SEG2) -> w1/b1, [SEG2, SEG3) -> w2/b2, [SEG3, C_TOT) -> w3/b3.
-    # None outputs are skipped.
+    # None outputs are skipped. Tap t is kernel position (t // KSIZE, t % KSIZE): KSIZE is the kernel's width.
     offs = tl.program_id(0).to(INDEX) * BLOCK + tl.arange(0, BLOCK).to(INDEX)
     ok = offs < R
     acc = tl.zeros([BLOCK], dtype=part_ptr.dtype.element_ty)
@@ -299,16 +299,19 @@ def _sm_count(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def pixel_splits(P, rows, cols, taps, device):
+def pixel_splits(P, rows, cols, taps, device, *, whole_if_full=False):
     """(S, pixels per chunk) of a weight gradient's pixel sum over a ``rows`` x ``cols`` x ``taps`` output (gradient
     channels x input channels x kernel taps): S fixed chunks, independent of the tile config, so every autotuning
     candidate writes the same [S, R] partial buffer. S == 0 when there are no pixels.
 
     Enough chunks for SPLIT_WAVES waves of SPLIT_TILE-square tiles on the device's SMs, each at least
-    MIN_PIX_PER_SPLIT pixels (INTERPRETER_PIX_PER_SPLIT under the interpreter)."""
+    MIN_PIX_PER_SPLIT pixels (INTERPRETER_PIX_PER_SPLIT under the interpreter). ``whole_if_full``: S is 1 when the
+    tiles alone fill every SM once (for a launcher that then writes its outputs itself, with no reduction launch)."""
     if P == 0:
         return 0, 1
     tiles = taps * triton.cdiv(rows, SPLIT_TILE) * triton.cdiv(max(cols, 1), SPLIT_TILE)
+    if whole_if_full and tiles >= _sm_count(device):
+        return 1, P
     if interpreting():
         per = INTERPRETER_PIX_PER_SPLIT
     else:
@@ -329,7 +332,8 @@ def partial_buffer(S, r, dtype, device, deterministic, config):
 
 
 def reduce_partials(part, S, r_w, r, c_tot, c_in, segs, weights, biases, ksize):
-    """One launch: sum the S partial rows into up to four weight and four bias outputs (None entries skipped)."""
+    """One launch: sum the S partial rows into up to four weight and four bias outputs (None entries skipped).
+    ``ksize``: the weights' kernel width (the partials' taps run along kernel rows)."""
     kwargs = dict(part_ptr=part, S=S, R_W=r_w, R=r, C_TOT=c_tot, C_IN=c_in, SEG1=segs[0], SEG2=segs[1],
                   SEG3=segs[2], KSIZE=ksize, INDEX=index_dtype(part, *weights, *biases))
     for i, (w, b) in enumerate(zip(weights, biases)):
