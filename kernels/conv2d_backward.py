@@ -27,6 +27,7 @@ from .launch import (
     BACKWARD_CONFIG_DEFAULTS,
     INTERPRET_CONFIG,
     INTERPRET_WGRAD_CONFIG,
+    SM90_SM_COUNT,
     FitPrune,
     acc_dtype,
     index_dtype,
@@ -231,7 +232,7 @@ def _reduce_partials_kernel(
     # out[r] = sum_{s < S} part[s, r], s in increasing order: the same bits every run. S == 0 writes zeros.
     # Rows j of the [TAPS, C_TOT, C_IN] weight region (and of the C_TOT bias region) belong to up to four outputs:
     # [0, SEG1) -> w0/b0, [SEG1, SEG2) -> w1/b1, [SEG2, SEG3) -> w2/b2, [SEG3, C_TOT) -> w3/b3.
-    # None outputs are skipped.
+    # None outputs are skipped. Tap t is kernel position (t // KSIZE, t % KSIZE): KSIZE is the kernel's width.
     offs = tl.program_id(0).to(INDEX) * BLOCK + tl.arange(0, BLOCK).to(INDEX)
     ok = offs < R
     acc = tl.zeros([BLOCK], dtype=part_ptr.dtype.element_ty)
@@ -280,24 +281,42 @@ REDUCE_BLOCK = 1024
 INTERPRETER_REDUCE_BLOCK = 256
 # Pixels per deterministic chunk under the interpreter: small enough that tests exercise several chunks.
 INTERPRETER_PIX_PER_SPLIT = 128
+# The fewest pixels a chunk on a GPU: 8 to 16 pixel steps of the candidate tiles (BLOCK_K 32 to 64), enough to fill
+# a 3-stage pipeline; and a 64x64 tile's fp32 partials (16 KB written, read back by the reduction) cost at most a
+# quarter of the chunk's own loads (512 pixels of 64 gradient and 64 input channels in fp16: 128 KB).
+MIN_PIX_PER_SPLIT = 512
+# The split aims at this many waves of programs, so that the last wave's idle SMs cost little.
+SPLIT_WAVES = 4
+# Tiles are counted at 64x64 (the smallest wgmma-sized tile), the same for every candidate config.
+SPLIT_TILE = 64
 
 
 @functools.cache
 def _sm_count(device) -> int:
+    device = torch.device(device)
+    if device.type != "cuda":  # no device to ask (the interpreter's CPU tensors): an H100 SXM / H200's
+        return SM90_SM_COUNT
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def pixel_splits(P, tiles, device):
-    """(S, pixels per chunk) for the deterministic pixel reduction; independent of the tile config, so every
-    autotuning candidate writes the same [S, R] partial buffer. S == 0 when there are no pixels."""
+def pixel_splits(P, rows, cols, taps, device, *, whole_if_full=False):
+    """(S, pixels per chunk) of a weight gradient's pixel sum over a ``rows`` x ``cols`` x ``taps`` output (gradient
+    channels x input channels x kernel taps): S fixed chunks, independent of the tile config, so every autotuning
+    candidate writes the same [S, R] partial buffer. S == 0 when there are no pixels.
+
+    Enough chunks for SPLIT_WAVES waves of SPLIT_TILE-square tiles on the device's SMs, each at least
+    MIN_PIX_PER_SPLIT pixels (INTERPRETER_PIX_PER_SPLIT under the interpreter). ``whole_if_full``: S is 1 when the
+    tiles alone fill every SM once (for a launcher that then writes its outputs itself, with no reduction launch)."""
     if P == 0:
         return 0, 1
+    tiles = taps * triton.cdiv(rows, SPLIT_TILE) * triton.cdiv(max(cols, 1), SPLIT_TILE)
+    if whole_if_full and tiles >= _sm_count(device):
+        return 1, P
     if interpreting():
         per = INTERPRETER_PIX_PER_SPLIT
     else:
-        sms = _sm_count(device)
-        want = max(1, triton.cdiv(4 * sms, max(tiles, 1)))  # enough programs to fill the machine a few times over
-        per = max(512, triton.cdiv(P, want))
+        want = max(1, triton.cdiv(SPLIT_WAVES * _sm_count(device), tiles))
+        per = max(MIN_PIX_PER_SPLIT, triton.cdiv(P, want))
         per = triton.cdiv(per, 128) * 128  # whole BLOCK_K steps for every candidate tile
     return triton.cdiv(P, per), per
 
@@ -313,7 +332,8 @@ def partial_buffer(S, r, dtype, device, deterministic, config):
 
 
 def reduce_partials(part, S, r_w, r, c_tot, c_in, segs, weights, biases, ksize):
-    """One launch: sum the S partial rows into up to four weight and four bias outputs (None entries skipped)."""
+    """One launch: sum the S partial rows into up to four weight and four bias outputs (None entries skipped).
+    ``ksize``: the weights' kernel width (the partials' taps run along kernel rows)."""
     kwargs = dict(part_ptr=part, S=S, R_W=r_w, R=r, C_TOT=c_tot, C_IN=c_in, SEG1=segs[0], SEG2=segs[1],
                   SEG3=segs[2], KSIZE=ksize, INDEX=index_dtype(part, *weights, *biases))
     for i, (w, b) in enumerate(zip(weights, biases)):
@@ -391,8 +411,7 @@ def launch_conv2d_relu_weight_grad(grad_y, y, t, grad_weight, grad_bias, *, dete
     r_w = taps * c_out * c_in if has_w else 0
     r = r_w + c_out
     P = n * h * w
-    tiles = taps * triton.cdiv(c_out, 64) * triton.cdiv(max(c_in, 1), 64)
-    S, per = pixel_splits(P, tiles, device)
+    S, per = pixel_splits(P, c_out, c_in, taps, device)
     part, atomic = partial_buffer(S, r, dtype, device, deterministic, config)
 
     if S > 0:

@@ -7,9 +7,12 @@ kernel, stride and padding, as two implicit GEMMs.
   grads of one or two convs (a split: two convs reading the same input), and may add to what ``gx`` holds
   (ACCUMULATE: several branches read the block's input).
 - weight and bias grads: ``gw[co, ci, kh, kw] = sum_p g'[p, co] * x[p * stride + (kh, kw) - pad, ci]`` and
-  ``gb[co] = sum_p g'[p, co]``, one program per (output-channel block, input-channel block, tap), reducing over
-  every output pixel in a fixed order: no atomics, bitwise reproducible. Without ``x`` only the bias grad is
-  computed (the bias of a commuted average pool, added after the pool).
+  ``gb[co] = sum_p g'[p, co]``, one program per (output-channel block, input-channel block, tap, pixel chunk).
+  When those tiles alone fill the GPU's SMs, or the pixels fit one chunk, there is one chunk and the programs
+  write the grads; otherwise the pixel sum is split into fixed chunks (``weight_grad_splits``) whose fp32
+  partial sums a second launch adds up in a fixed order, as GoogLeNet's weight grads do. No atomics: bitwise
+  reproducible either way. Without ``x`` only the bias grad is computed (the bias of a commuted average pool,
+  added after the pool).
 
 Accumulation in fp32 (fp64 for fp64); tl.dot under the forward's precision rule (tf32 for fp32 only when allowed).
 Unchecked launchers, as ``conv2d_general``'s: the program plan's backward calls them with shapes it built.
@@ -17,6 +20,7 @@ Unchecked launchers, as ``conv2d_general``'s: the program plan's backward calls 
 import triton
 import triton.language as tl
 
+from .conv2d_backward import partial_buffer, pixel_splits, reduce_partials
 from .conv2d_general import GENERAL_CONV_CONFIGS, GENERAL_CONV_IEEE_CONFIGS, GENERAL_CONV_TF32_CONFIGS
 from .launch import (
     FP64_CONFIGS,
@@ -26,10 +30,11 @@ from .launch import (
     index_dtype,
     launch,
     mma_meta,
+    pixel_bucket,
     strides,
     tile_grid,
 )
-from .tiles import mma, pc_ptrs, pixel_coords, relu_grad
+from .tiles import chunk_row, mma, pc_ptrs, pixel_coords, relu_grad, store_partial
 
 
 def _copies(configs):
@@ -167,19 +172,21 @@ WGRAD_CONFIGS = [
 
 @triton.autotune(
     configs=WGRAD_CONFIGS + _copies(FP64_CONFIGS),
-    key=["C_IN", "C_OUT", "H", "W", "OH", "OW", "KH", "KW", "SH", "SW", "PH", "PW", "RELU", "HAS_W", "HAS_B"],
+    # no pixel-chunk size in the key: it follows from the pixel count, the channels and the taps
+    key=["P_BUCKET", "C_IN", "C_OUT", "H", "W", "OH", "OW", "KH", "KW", "SH", "SW", "PH", "PW", "RELU", "HAS_W",
+         "HAS_B"],
     prune_configs_by={"early_config_prune": FitPrune(
         stage_elems=lambda m, n, k: 2 * m * k + k * n,  # grad_y and y [BM, BK] + shifted x [BK, BN]
         dtype_arg="gy_ptr",
         extents=lambda a: {"BLOCK_M": a["C_OUT"], "BLOCK_N": a["C_IN"]},
     )},
 )
-@triton.jit
+@triton.jit(do_not_specialize=["P_BUCKET"])
 def _conv2d_weight_grad_kernel(
-    # pointers (x_ptr None: bias grad only)
-    gy_ptr, y_ptr, x_ptr, gw_ptr, gb_ptr,
-    # sizes: P = N*OH*OW output pixels
-    P, H, W, OH, OW, C_IN, C_OUT,
+    # pointers (x_ptr None: bias grad only; part_ptr None: one chunk, the grads written here)
+    gy_ptr, y_ptr, x_ptr, gw_ptr, gb_ptr, part_ptr,
+    # sizes: P = N*OH*OW output pixels (P_BUCKET: autotune key only); chunks of PIX_PER_SPLIT pixels
+    P, P_BUCKET, H, W, OH, OW, C_IN, C_OUT, PIX_PER_SPLIT, R_W, R,
     # strides
     stride_gy_n, stride_gy_c, stride_gy_h, stride_gy_w,
     stride_y_n, stride_y_c, stride_y_h, stride_y_w,
@@ -192,23 +199,29 @@ def _conv2d_weight_grad_kernel(
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
-    # Tile: BLOCK_M output channels x BLOCK_N input channels of one tap (program axis 1); reduction over pixels.
+    # Grid: (C_OUT blocks x C_IN blocks, tap, chunk). Tile: BLOCK_M output x BLOCK_N input channels of one tap,
+    # reduced over the BLOCK_K-pixel steps of one fixed chunk. With part_ptr, each chunk's sums go to its own row of
+    # the [S, R] partial buffer (R = R_W tap-major [KH*KW, C_OUT, C_IN] weight partials + C_OUT bias partials), which
+    # conv2d_backward.reduce_partials sums in a fixed order.
     num_n = tl.cdiv(C_IN, BLOCK_N)
     pid_m = tl.program_id(0) // num_n
     pid_n = tl.program_id(0) % num_n
     tap = tl.program_id(1)
+    split = tl.program_id(2).to(INDEX)
     kh = tap // KW
     kw = tap % KW
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M).to(INDEX)  # [BM] output channels
     mask_m = offs_m < C_OUT
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N).to(INDEX)  # [BN] input channels
     mask_n = offs_n < C_IN
-    owns_bias = (tap == 0) & (pid_n == 0)  # one program per output-channel block sums the bias grad
+    owns_bias = (tap == 0) & (pid_n == 0)  # one program per (chunk, output-channel block) sums the bias grad
+    p_start = split * PIX_PER_SPLIT
+    p_end = tl.minimum(p_start + PIX_PER_SPLIT, P)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     bacc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
-    for p0 in range(0, P, BLOCK_K):
+    for p0 in range(p_start, p_end, BLOCK_K):
         offs_p = p0 + tl.arange(0, BLOCK_K).to(INDEX)  # [BK] output pixels
-        p_ok = offs_p < P
+        p_ok = offs_p < p_end
         img, oh, ow = pixel_coords(offs_p, OH, OW)
         a_mask = mask_m[:, None] & p_ok[None, :]
         a = tl.load(gy_ptr + offs_m[:, None] * stride_gy_c
@@ -230,12 +243,18 @@ def _conv2d_weight_grad_kernel(
     if SCALE != 1.0:
         acc = acc * SCALE
         bacc = bacc * SCALE
-    if HAS_W:
-        tl.store(gw_ptr + offs_m[:, None] * stride_gw_o + offs_n[None, :] * stride_gw_i + kh * stride_gw_h
-                 + kw * stride_gw_w, acc.to(gw_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
-    if HAS_B:
-        if owns_bias:
-            tl.store(gb_ptr + offs_m * stride_gb, bacc.to(gb_ptr.dtype.element_ty), mask=mask_m)
+    if part_ptr is not None:
+        store_partial(chunk_row(part_ptr, split, R, False),
+                      tap * C_OUT + offs_m, offs_m, mask_m, offs_n, mask_n, acc, bacc, owns_bias,
+                      C_IN, R_W,
+                      HAS_W, HAS_B, False)
+    else:
+        if HAS_W:
+            tl.store(gw_ptr + offs_m[:, None] * stride_gw_o + offs_n[None, :] * stride_gw_i + kh * stride_gw_h
+                     + kw * stride_gw_w, acc.to(gw_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+        if HAS_B:
+            if owns_bias:
+                tl.store(gb_ptr + offs_m * stride_gb, bacc.to(gb_ptr.dtype.element_ty), mask=mask_m)
 
 
 def _conv_args(suffix, grad_y, y, weight, kernel, stride, padding, relu):
@@ -274,33 +293,51 @@ def launch_conv2d_input_grad(grad_x, convs, *, accumulate=False, scale=1.0, allo
            config, INTERPRET_CONFIG)
 
 
+def weight_grad_splits(pixels, c_out, c_in, taps, device):
+    """(S, pixels per chunk) of a weight-grad launch over ``pixels`` output pixels (``c_in`` 1 and ``taps`` 1 for a
+    bias grad alone): S == 1, one launch writing the grads, when the (output-channel block, input-channel block,
+    tap) tiles alone fill every SM once or the pixels fit one chunk; else S fixed chunks (``pixel_splits``, as
+    GoogLeNet's weight grads), whose fp32 partials a second launch sums in a fixed order."""
+    return pixel_splits(pixels, c_out, c_in, taps, device, whole_if_full=True)
+
+
 def launch_conv2d_weight_grad(grad_y, y, x, grad_weight, grad_bias, *, kernel, stride, padding, relu, scale=1.0,
                               allow_tf32=False, config=None) -> None:
     """``grad_weight <- dL/dw`` (skipped when None) and ``grad_bias <- dL/db`` (when not None) of ``y =
     relu?(r + scale * conv2d(x, w, b))`` (``scale`` 1 and no r: a plain conv) from ``grad_y``; ``y`` is read only
     when ``relu``. ``x`` may be None when only the bias grad is wanted. Every output element is written.
-    Unchecked."""
+    One launch, or two when the pixel sum is split (``weight_grad_splits``): fp32 (fp64 for fp64) partial sums of
+    fixed pixel chunks, then ``conv2d_backward.reduce_partials`` adds them up in a fixed order (the same bits every
+    run). Unchecked."""
     N, C_OUT, OH, OW = grad_y.shape
     has_w = grad_weight is not None
     if not has_w and grad_bias is None:
         return
-    if N * OH * OW == 0 or C_OUT == 0:  # nothing to sum: the grads are zeros
+    P = N * OH * OW
+    if P == 0 or C_OUT == 0:  # nothing to sum: the grads are zeros
         for g in (grad_weight, grad_bias):
             if g is not None:
                 g.zero_()
         return
     C_IN, H, W = (x.shape[1], x.shape[2], x.shape[3]) if has_w else (1, OH, OW)
+    taps = kernel[0] * kernel[1] if has_w else 1
+    S, per = weight_grad_splits(P, C_OUT, C_IN, taps, grad_y.device)
+    r_w = taps * C_OUT * C_IN if has_w else 0
+    part = partial_buffer(S, r_w + C_OUT, grad_y.dtype, grad_y.device, True, config)[0] if S > 1 else None
     kwargs = dict(gy_ptr=grad_y, y_ptr=y if relu else None, x_ptr=x if has_w else None, gw_ptr=grad_weight,
-                  gb_ptr=grad_bias, P=N * OH * OW, H=H, W=W, OH=OH, OW=OW, C_IN=C_IN, C_OUT=C_OUT,
+                  gb_ptr=grad_bias, part_ptr=part, P=P, P_BUCKET=pixel_bucket(P), H=H, W=W, OH=OH, OW=OW,
+                  C_IN=C_IN, C_OUT=C_OUT, PIX_PER_SPLIT=per if S > 1 else P, R_W=r_w, R=r_w + C_OUT,
                   **strides("gy", grad_y), **strides("y", y if relu else None), **strides("x", x if has_w else None),
                   **strides("gw", grad_weight, "oihw"),
                   stride_gb=0 if grad_bias is None else grad_bias.stride(0),
                   KH=kernel[0], KW=kernel[1], SH=stride[0], SW=stride[1], PH=padding[0], PW=padding[1],
                   RELU=relu, HAS_W=has_w, HAS_B=grad_bias is not None, SCALE=float(scale),
-                  INDEX=index_dtype(grad_y, y, x), **mma_meta(grad_y.dtype, allow_tf32))
-    taps = kernel[0] * kernel[1] if has_w else 1
+                  INDEX=index_dtype(grad_y, y, x, part), **mma_meta(grad_y.dtype, allow_tf32))
 
     def grid(META):
-        return (triton.cdiv(C_OUT, META["BLOCK_M"]) * triton.cdiv(C_IN, META["BLOCK_N"]), taps)
+        return (triton.cdiv(C_OUT, META["BLOCK_M"]) * triton.cdiv(C_IN, META["BLOCK_N"]), taps, S)
 
     launch(_conv2d_weight_grad_kernel, grid, kwargs, config, INTERPRET_WGRAD_CONFIG)
+    if S > 1:
+        reduce_partials(part, S, r_w, r_w + C_OUT, C_OUT, C_IN, (C_OUT,) * 3, (grad_weight, None, None, None),
+                        (grad_bias, None, None, None), kernel[1])

@@ -96,6 +96,8 @@ def pixel_bucket(P):
 
 # The opt-in shared memory per block of an sm_90 GPU (H100/H200): the limit assumed when no device can be asked.
 SM90_SHARED_MEMORY = 227 * 1024
+# The SMs of an H100 SXM / H200: the count the weight gradients' pixel splits assume when no device can be asked.
+SM90_SM_COUNT = 132
 
 
 @functools.cache

@@ -416,8 +416,7 @@ def launch_stem_weight_grad(x, grad_out1, out1, grad_t2, grad_t3, grad_out4, out
     r_w = c_tot * c_in if (has_w123 or has_w4) else 0
     r = r_w + c_tot
     P = n * h * w
-    tiles = triton.cdiv(c_tot, 64) * triton.cdiv(c_in, 64)
-    S, per = pixel_splits(P, tiles, device)
+    S, per = pixel_splits(P, c_tot, c_in, 1, device)
     part, atomic = partial_buffer(S, r, dtype, device, deterministic, config)
 
     if S > 0:

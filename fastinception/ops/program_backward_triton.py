@@ -2,8 +2,8 @@
 back from each branch's slice of the output gradient to the block's input.
 
 Per branch, on its side stream, last step first:
-- a conv step: each conv's weight and bias grads (``conv2d_general_backward``, one launch per conv) and, when its
-  input is not x, its input grad (one launch, a split's two convs summed in it);
+- a conv step: each conv's weight and bias grads (``conv2d_general_backward``, one launch per conv, two when its
+  pixel sum is split) and, when its input is not x, its input grad (one launch, a split's two convs summed in it);
 - a pool step: its input grad (``pool2d_backward``: PyTorch's tie rule for max, the forward's divisor for average);
   a commuted average-pool head's pool step also gives that head's bias grad (a bias-only launch of the weight-grad
   kernel: the bias is added after the pool);
@@ -22,7 +22,7 @@ import functools
 
 import torch
 
-from ..blocks.program import Pool
+from ..blocks.program import Conv, Pool
 from .layout import channels_last, empty_in_layout_of
 from .program_plan_triton import ConvStep, PoolStep, PrologueStep, Tape
 from .streams import on_device, side_streams
@@ -30,11 +30,13 @@ from .streams import on_device, side_streams
 POINTWISE = dict(kernel=(1, 1), stride=(1, 1), padding=(0, 0))
 
 
-def backward_launch_count(program) -> int:
-    """Kernel launches of one backward of ``program`` on the triton backend when x and every weight and bias need
-    their gradients (channels-last input): per conv a weight-grad launch (bias included), per step an input-grad
-    launch (a split's pair shares one), a commuted head's bias one more, a max-pool head its pool recomputed, a
-    residual program three more."""
+def backward_launch_count(program, x_shape, device) -> int:
+    """Kernel launches of one backward of ``program`` on an input of ``x_shape`` on ``device`` with the triton
+    backend when x and every weight and bias need their gradients (channels-last input): per conv a weight-grad
+    launch (bias included), per step an input-grad launch (a split's pair shares one), a commuted head's bias one
+    more, a max-pool head its pool recomputed, a residual program three more; and one more per weight or bias grad
+    whose pixel sum is split (``conv2d_general_backward.weight_grad_splits``: S > 1 adds its reduction)."""
+    from ..kernels.conv2d_general_backward import weight_grad_splits
     from .program_plan_triton import triton_plan
 
     plan = triton_plan(program)
@@ -47,7 +49,35 @@ def backward_launch_count(program) -> int:
             steps += 1 if b.head.pool is None else 2
             count += 1 if b.head.pool is not None else 0  # the commuted bias, or the prologue pool recomputed
         count += convs + steps
-    return count
+    return count + sum(weight_grad_splits(*sums, device)[0] > 1 for sums in _weight_grad_sums(program, *x_shape))
+
+
+def _weight_grad_sums(program, n, c, h, w):
+    """(pixels, output channels, input channels, taps) of each weight-grad launch of one backward on an (n, c, h, w)
+    input: as ``weight_grad_splits`` takes them (a bias grad alone: one input channel, one tap)."""
+    from .program_plan_triton import triton_plan
+
+    plan, slots = triton_plan(program), program.conv_slots()
+    sums = [(n * h * w, c, program.concat_channels, 1)] if program.residual is not None else []
+    for b in plan.branches:
+        size, channels = (h, w), c
+        if b.head is not None:
+            conv = slots[b.head.slot].conv
+            sums.append((n * h * w, conv.out_channels, c, 1))  # a head's 1x1 runs at x's size
+            if b.head.pool is not None:
+                size = b.head.pool.out_size(h, w)
+            if b.head.commuted:  # its bias is added after the pool
+                sums.append((n * size[0] * size[1], conv.out_channels, 1, 1))
+            channels = conv.out_channels
+        for op, _ in b.ops:
+            size = op.out_size(*size)
+            if isinstance(op, Conv):
+                sums.append((n * size[0] * size[1], op.out_channels, channels, op.kernel[0] * op.kernel[1]))
+                channels = op.out_channels
+        for conv, _ in b.split:
+            oh, ow = conv.out_size(*size)
+            sums.append((n * oh * ow, conv.out_channels, channels, conv.kernel[0] * conv.kernel[1]))
+    return sums
 
 
 def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out: torch.Tensor, *, need_x: bool,

@@ -9,7 +9,14 @@ import pytest
 import torch
 import triton
 
-from fastinception.kernels import conv2d_backward, conv2d_forward, launch, stem_backward, stem_forward
+from fastinception.kernels import (
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_general_backward,
+    launch,
+    stem_backward,
+    stem_forward,
+)
 
 from helpers import CUDA, assert_close, conv_ref
 
@@ -21,6 +28,7 @@ AUTOTUNED = {
     "conv_relu_wgrad": conv2d_backward._conv_relu_wgrad_kernel,
     "stem_dgrad": stem_backward._stem_dgrad_kernel,
     "stem_wgrad": stem_backward._stem_wgrad_kernel,
+    "conv2d_weight_grad": conv2d_general_backward._conv2d_weight_grad_kernel,
 }
 INTERPRETER_ONLY = pytest.mark.skipif(CUDA, reason="drives the autotuner with a stub benchmark under the interpreter")
 
@@ -71,15 +79,17 @@ def _launch_all(n, h=28, w=28, dtype=torch.float16):
     stem_backward.launch_stem_input_grad(x, out1, out1, t2, t3, out4, out4, w1, w2a, w3a, w4, torch.empty_like(x))
     stem_backward.launch_stem_weight_grad(x, out1, out1, t2, t3, out4, out4, *(torch.empty_like(t) for t in (
         w1, b1, w2a, b2a, w3a, b3a, w4, b4)))
+    conv2d_general_backward.launch_conv2d_weight_grad(out2, out2, t2, torch.empty_like(w2b), torch.empty_like(b2b),
+                                                      kernel=(3, 3), stride=(1, 1), padding=(1, 1), relu=True)
 
 
 @pytest.fixture
 def recorded(monkeypatch):
     """Launches go to a list instead of running: (autotuned kernel, its keyword arguments)."""
     calls = []
-    for mod in (conv2d_forward, stem_forward, conv2d_backward, stem_backward):
+    for mod in (conv2d_forward, stem_forward, conv2d_backward, stem_backward, conv2d_general_backward):
         monkeypatch.setattr(mod, "launch", lambda tuned, grid, kwargs, *rest: calls.append((tuned, kwargs)))
-    for mod in (conv2d_backward, stem_backward):
+    for mod in (conv2d_backward, stem_backward, conv2d_general_backward):
         monkeypatch.setattr(mod, "reduce_partials", lambda *args: None)
     return calls
 

@@ -123,12 +123,46 @@ def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
     with record_launches() as log:
         got_grads = torch.autograd.grad(y, [x, *(t for pair in weights for t in pair)], grad_y)
     if fmt == "nhwc":  # the backward is kernels too: every weight, bias and input gradient
-        assert log.launches == backward_launch_count(program)
+        assert log.launches == backward_launch_count(program, x.shape, x.device)
         # fp16 adds x's gradient up in fp32 and rounds it once at the end
         rounding = {"_to_copy"} if dtype == torch.float16 else set()
         assert [op for op in log.ops if op not in BACKWARD_BUFFER_OPS | rounding] == []
     for k, (g, w) in enumerate(zip(got_grads, want_grads)):
         assert_close(g, w, dtype, f"{name} grad {k}")
+
+
+# launches of one backward with every gradient wanted (docs/architecture.md), each program at its network's size:
+# with no weight grad split (S == 1 everywhere), and at batch 128 on an H200 (132 SMs), where each weight grad whose
+# pixel sum is split adds its reduction launch
+BACKWARD_LAUNCHES = {
+    "GoogLeNet 3a": ((P.googlenet_block(192, 64, (96, 128), (16, 32), 32), 28), 14, 20),
+    "BN-Inception 3a": (P.BN_INCEPTION_BLOCKS["3a"], 16, 24),
+    "BN-Inception 3c": (P.BN_INCEPTION_BLOCKS["3c"], 11, 16),
+    "v3 Mixed_5b": (P.INCEPTION_V3_BLOCKS["Mixed_5b"], 16, 24),
+    "v3 Mixed_6a": (P.INCEPTION_V3_BLOCKS["Mixed_6a"], 9, 12),
+    "v3 Mixed_6b": (P.INCEPTION_V3_BLOCKS["Mixed_6b"], 22, 33),
+    "v3 Mixed_7a": (P.INCEPTION_V3_BLOCKS["Mixed_7a"], 13, 18),
+    "v3 Mixed_7b": (P.INCEPTION_V3_BLOCKS["Mixed_7b"], 18, 26),
+    "v3 Mixed_7c": (P.INCEPTION_V3_BLOCKS["Mixed_7c"], 18, 24),
+    "FID Mixed_7c": (P.FID_INCEPTION_BLOCKS["Mixed_7c"], 18, 23),
+    "v4 A": ((P.inception_v4_a(), 35), 16, 24),
+    "v4 Reduction-A": ((P.inception_v4_reduction_a(), 35), 9, 11),
+    "v4 C": ((P.inception_v4_c(), 8), 20, 28),
+    "Block35": ((P.inception_resnet_block35(), 35), 15, 22),
+    "Block8": ((P.inception_resnet_block8(), 8), 11, 15),
+}
+
+
+@pytest.mark.parametrize("name", BACKWARD_LAUNCHES)
+def test_backward_launch_counts_at_batch_128(monkeypatch, name):
+    from fastinception.kernels import conv2d_backward
+
+    (program, side), whole, on_h200 = BACKWARD_LAUNCHES[name]
+    shape = (128, program.in_channels, side, side)
+    monkeypatch.setattr(conv2d_backward, "interpreting", lambda: False)  # a GPU's chunks, not the interpreter's
+    assert backward_launch_count(program, shape, "meta") == on_h200  # no device to ask: an H200's 132 SMs
+    monkeypatch.setattr(conv2d_backward, "_sm_count", lambda device: 1)  # any tile grid fills one SM
+    assert backward_launch_count(program, shape, "meta") == whole
 
 
 def _relu_masks(program, weights, x):
