@@ -7,6 +7,11 @@ from fastinception.kernels.common import interpreting, use_interpreter_without_c
 # Before anything imports triton: importing fastinception does not.
 use_interpreter_without_cuda()
 
+if "PYTEST_XDIST_WORKER" in os.environ:  # one worker a core (-n auto): more torch threads would only contend
+    import torch
+
+    torch.set_num_threads(1)
+
 # The kernel tests, and tests marked fine_tiles, keep the interpreter's fine tiles, which put tile edges, channel blocks
 # and K steps inside their small problems; the rest (plans, layers, models, commands) run coarse ones
 # (helpers.coarse_interpreter_tiles).

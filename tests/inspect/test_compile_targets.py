@@ -125,6 +125,7 @@ def assert_program_kernels(rows):
     assert not plain, plain
 
 
+@pytest.mark.slow  # a minute of compiles; the default run compiles block 3a's forward above
 def test_v3_block_kernels_compile_to_wgmma_and_async_copies_without_spills(tmp_path):
     # the E block: a stem with a commuted average, 3x3, 1x3 / 3x1 splits, the pool's bias and ReLU
     assert_program_kernels(_rows(tmp_path, "--block", "Mixed_7c", "--batch", "32", "--dtypes", "fp16",

@@ -36,8 +36,11 @@ def _reference(program, weights, x, grad):
     return y.detach(), grads
 
 
-@pytest.mark.parametrize("fused", [True, False], ids=["fused", "separate"])
-@pytest.mark.parametrize("fmt", ["nchw", "nhwc"])
+# Each layout and each form of the pointwise convs in the default run (two of the four pairs), all four under -m slow.
+@pytest.mark.parametrize("fmt, fused", [("nhwc", True), ("nchw", False),
+                                        pytest.param("nchw", True, marks=pytest.mark.slow),
+                                        pytest.param("nhwc", False, marks=pytest.mark.slow)],
+                         ids=["nhwc-fused", "nchw-separate", "nchw-fused", "nhwc-separate"])
 @pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.float64, marks=pytest.mark.slow)],
                          ids=["fp32", "fp64"])
 @pytest.mark.parametrize("name", list(CASES))
