@@ -141,8 +141,8 @@ def format_text(report: dict) -> str:
 
 SHAPES_NOTE = ("Grids and occupancy bounds from offline compiles, not timings. Which candidate runs is the autotuner's "
                "choice at run time: a launch's fill is that of its best-filling candidate (the most CTAs in flight "
-               "up to one wave, min(grid, wave) / wave with wave = SMs x ctas_per_sm; ties go to the least idle "
-               "over all its waves, grid / (waves rounded up x wave)).")
+               "up to one wave, min(grid, wave) / wave with wave = SMs x ctas_per_sm; among equals, the first in "
+               "the autotuner's order).")
 SHAPES_LEGEND = [
     "launch: as in the compile report (kernel, then what tells it from the block's other launches); passes: "
     "`inf` the inference forward, `train` the training forward, `bwd` the backward that make it; n: how many times "

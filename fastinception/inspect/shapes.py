@@ -50,18 +50,13 @@ def fill(ctas: int, wave: int) -> float:
     return min(ctas, wave) / wave
 
 
-def busy(ctas: int, wave: int) -> float:
-    """The busy fraction of all the waves: ctas / (waves rounded up x wave)."""
-    return ctas / (cdiv(ctas, wave) * wave)
-
-
 def best(candidates: list[dict]) -> dict | None:
-    """The best-filling candidate: the most CTAs in flight up to one wave, then the least idle over all waves,
-    then the autotuner's order. Candidates that did not compile or cannot fit an SM (``wave`` 0) are out."""
+    """The best-filling candidate: the most CTAs in flight up to one wave, the autotuner's first among equals.
+    Candidates that did not compile or cannot fit an SM (``wave`` 0) are out."""
     running = [c for c in candidates if c.get("wave")]
     if not running:
         return None
-    return max(running, key=lambda c: (fill(c["grid"], c["wave"]), busy(c["grid"], c["wave"])))
+    return max(running, key=lambda c: fill(c["grid"], c["wave"]))  # max keeps the first of equals
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -45,16 +45,17 @@ def _candidate(config, grid, wave):
     return {"config": config, "grid": grid, "wave": wave}
 
 
-def test_the_best_filling_candidate_fills_most_of_a_wave_then_idles_least():
+def test_the_best_filling_candidate_has_the_most_ctas_in_flight_up_to_one_wave():
     short = _candidate("big", 100, 132)  # 0.76 of a wave
-    full_ragged = _candidate("ragged", 300, 264)  # 1.14 waves: the second one mostly idle
-    full_even = _candidate("even", 520, 264)  # 1.97 waves
+    shorter = _candidate("many small", 400, 1056)  # more CTAs, but 0.38 of its wave
+    ragged = _candidate("ragged", 300, 264)  # 1.14 waves
+    even = _candidate("even", 520, 264)  # 1.97 waves
     unfit = {"config": "unfit", "grid": 10_000, "wave": 0}  # fits no SM
     failed = {"config": "failed", "grid": 10_000, "wave": 0, "error": "x"}
-    assert shapes.best([short, unfit, failed]) is short
-    assert shapes.best([short, full_ragged, full_even]) is full_even
+    assert shapes.best([shorter, short, unfit, failed]) is short
+    assert shapes.best([short, ragged, even]) is ragged  # both fill a wave: the autotuner's first
     assert shapes.best([unfit, failed]) is None
-    assert not shapes.full(short) and shapes.full(full_ragged) and not shapes.full(None)
+    assert not shapes.full(short) and shapes.full(ragged) and not shapes.full(None)
 
 
 def test_the_grid_is_the_launchers_own_function_of_the_config():
