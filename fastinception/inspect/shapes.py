@@ -301,9 +301,9 @@ class Reason:
 REASONS: tuple[Reason, ...] = (
     Reason(("conv2d_weight_grad",), open=True, why=(
         "one program per (output-channel block, input-channel block, tap) sums the gradient over every pixel, so "
-        "the grid does not grow with the batch: 6 to 400 CTAs for 2 to 26 GFLOP at batch 128, on every block. "
-        "Splitting the pixel sum into a fixed number of partials, then summing them in a fixed order (as "
-        "GoogLeNet's weight gradients do), fills the SMs")),
+        "the grid does not grow with the batch: 6 to 384 CTAs for 1.9 to 26 GFLOP at batch 128, in every "
+        "Inception-v3 block. Splitting the pixel sum into a fixed number of partials, then summing them in a fixed "
+        "order (as GoogLeNet's weight gradients do), fills the SMs")),
     Reason(("conv2d_bias_relu", "conv_relu_dgrad"), networks=("googlenet",),
            blocks=("4b", "4c", "4d", "4e", "5a", "5b"), why=(
                "small by nature: the 3x3 and 5x5 branch convs of the 14x14 and 7x7 blocks and their input "
