@@ -3,16 +3,18 @@
 A ``FastInception`` block on the triton backend runs as a user runs it (the layer, the functional API, the
 autograd Function, the custom ops ``torch.ops.fastinception.triton_forward`` / ``triton_backward``, the
 launchers) on CPU tensors of the real shapes: inference and training forwards with the branches serial and
-grouped, and the backward of every gradient, deterministic and with atomics. At the bottom, the kernels' one
-launch point, ``launch.launch``, is replaced in each kernel module that imported it by a recorder, and the one
-direct launch (``conv2d_backward._reduce_partials_kernel[grid](...)``) is wrapped likewise. Nothing is computed:
+grouped, and the backward of every gradient, deterministic and with atomics (or the layer's defaults only). At the
+bottom, the kernels' one launch point, ``launch.launch``, is replaced in each kernel module that imported it by a
+recorder, and every bare ``@triton.jit`` kernel a kernel module holds, launched directly as ``kernel[grid](...)``
+(``conv2d_backward._reduce_partials_kernel``), is wrapped likewise. Nothing is computed:
 the tensors are only allocated. So the signatures, strides (including any re-layout of the weights above the
 ops), None pointers and constexprs are exactly what a GPU run passes, with no hand-written copy to drift from the
 code. Two things a CPU tensor would change are set back to a GPU's: the "CUDA tensors only" check is skipped,
 and every ``allow_tf32`` argument of the custom ops is set to the run's choice (on a GPU it follows
 ``torch.backends.cudnn.allow_tf32``). Each recorded autotuned launch then gets the configs its autotuner would
 try: its ``prune_configs_by`` applied to the launch's arguments, with the target's SM count and shared-memory
-limit.
+limit. The grid each launch passes (the launcher's own grid function, or a direct launch's tuple) is kept, so its
+size under any config is what the launcher computes (``Launch.grid_of``).
 
 Must run with Triton compiling (``TRITON_INTERPRET`` unset): under the interpreter the launchers pick other
 paths (fixed tiles, fp32 for bf16).
@@ -56,10 +58,23 @@ class Launch:
     configs: list  # triton.Config, in the autotuner's order
     dtype: str  # the dtype column: fp16, bf16, fp32 or fp32+tf32
     layout: str
+    grid: object = None  # the launcher's grid: a function of the arguments and meta-parameters, or a tuple
+    passes: tuple = ()  # the passes of the captured run that make it, from PASSES
+    count: int = 1  # how many times the captured run makes it
 
     @property
     def label(self) -> str:
         return f"{self.kernel} {self.variant}".strip()
+
+    def grid_of(self, config) -> tuple[int, ...]:
+        """The grid this launch runs with ``config``: its grid function called as Triton calls it, on the launch's
+        arguments and the config's meta-parameters."""
+        grid = self.grid({**self.kwargs, **config.all_kwargs()}) if callable(self.grid) else self.grid
+        return tuple(int(g) for g in grid)
+
+
+# The passes of a captured run, in order: an inference forward, a training forward, its backward.
+PASSES = ("inference", "training", "backward")
 
 
 def short_name(fn: JITFunction) -> str:
@@ -93,8 +108,9 @@ def variant(kwargs: dict) -> str:
     words = [" + ".join(parts)] if parts else []
     if any(k.startswith("mask") and k.endswith("_ptr") and v is not None for k, v in kwargs.items()):
         words.append("+mask")
-    if kwargs.get("ATOMIC") or (kwargs.get("S") == 1 and "part_ptr" in kwargs):
-        words.append("atomic")
+    part = kwargs.get("part_ptr")
+    if kwargs.get("ATOMIC") or ("S" in kwargs and isinstance(part, torch.Tensor) and part.dim() == 1):
+        words.append("atomic")  # the atomic path's one accumulator row, not S chunk rows (S may be 1 either way)
     return " ".join(words)
 
 
@@ -107,10 +123,11 @@ def _fixed_config(fn: JITFunction, values: dict, defaults: dict | None = None) -
 
 
 class _Recorder:
-    """Stands in for ``launch.launch`` and the direct launch, collecting (fn, kwargs, configs)."""
+    """Stands in for ``launch.launch`` and the direct launches, collecting (fn, kwargs, configs, grid, pass)."""
 
     def __init__(self):
         self.records = []
+        self.current = PASSES[0]  # set by run_block's ``mark`` as it moves on
 
     def launch(self, tuned, grid, kwargs, config, interp_config, config_defaults=None):
         fn = jit_function(tuned)
@@ -122,17 +139,18 @@ class _Recorder:
                 configs = list(tuned.prune_configs(kwargs))
             finally:
                 tuned.nargs = None
-        self.records.append((fn, dict(kwargs), configs))
+        self.records.append((fn, dict(kwargs), configs, grid, self.current))
 
     def direct(self, fn: JITFunction):
         recorder = self
 
         class Indexed:
             def __getitem__(self, grid):
-                def run(**kwargs):
+                def run(*positional, **kwargs):
+                    kwargs = {**dict(zip(fn.arg_names, positional)), **kwargs}
                     blocks = {k: v for k, v in kwargs.items() if k.startswith("BLOCK") or k not in fn.arg_names}
                     args = {k: v for k, v in kwargs.items() if k not in blocks}
-                    recorder.records.append((fn, args, [_fixed_config(fn, blocks)]))
+                    recorder.records.append((fn, args, [_fixed_config(fn, blocks)], grid, recorder.current))
                 return run
 
         return Indexed()
@@ -174,35 +192,43 @@ class _Tf32(TorchDispatchMode):
 @contextlib.contextmanager
 def recording(target: Target):
     """Within: the kernel modules record launches instead of making them and see ``target``'s SM count and
-    shared-memory limit (the CPU tensors' device has neither), and the library does not refuse CPU tensors."""
+    shared-memory limit (the CPU tensors' device has neither), and the library does not refuse CPU tensors.
+    Yields the recorder: its ``records``, and ``current``, the pass the records are tagged with."""
     recorder = _Recorder()
-    patches = [(m, "launch", recorder.launch) for m in _modules(kernels.__name__)
-               if getattr(m, "launch", None) is launch_module.launch]
+    modules = _modules(kernels.__name__)
+    patches = [(m, "launch", recorder.launch) for m in modules if getattr(m, "launch", None) is launch_module.launch]
     if not patches:
         raise RuntimeError("expected kernel modules that import launch.launch; found none to record")
     patches += [(m, "require_launchable", _no_check) for m in _modules("fastinception")
                 if getattr(m, "require_launchable", None) is common.require_launchable]
-    patches += [
-        (conv2d_backward, "_reduce_partials_kernel", recorder.direct(conv2d_backward._reduce_partials_kernel)),
-        (conv2d_backward, "_sm_count", lambda device: target.sm_count),
-        (launch_module, "_shared_memory_limit", lambda args: target.smem_per_block),
-    ]
+    # a bare @triton.jit kernel is launched directly (kernel[grid](...)), wherever a module imported it
+    patches += [(m, name, recorder.direct(value)) for m in modules for name, value in list(vars(m).items())
+                if isinstance(value, JITFunction) and name.endswith("_kernel")]
+    patches += [(m, "_sm_count", lambda device: target.sm_count) for m in modules
+                if getattr(m, "_sm_count", None) is conv2d_backward._sm_count]
+    patches += [(launch_module, "_shared_memory_limit", lambda args: target.smem_per_block)]
     saved = [(m, name, getattr(m, name)) for m, name, _ in patches]
     try:
         for m, name, value in patches:
             setattr(m, name, value)
-        yield recorder.records
+        yield recorder
     finally:
         for m, name, value in saved:
             setattr(m, name, value)
 
 
-def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, allow_tf32: bool) -> None:
-    """Every launch path of the triton backend: for the branches serial and grouped, an inference forward, and a
-    training forward and the backward of the input and every parameter, deterministic and with atomics. The block
-    and the input are in ``layout``, as ``model.to(memory_format=...)`` and the benchmarks put them. A block
-    program (``block_args`` a ``BlockProgram``) runs its inference forward, then a training forward and the
-    backward of the input and every parameter."""
+def _ignore(name: str) -> None:
+    """``run_block``'s default ``mark``."""
+
+
+def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, allow_tf32: bool,
+              every_path: bool = True, mark=_ignore) -> None:
+    """An inference forward, a training forward and the backward of the input and every parameter (``mark`` is
+    called with each name of ``PASSES`` before that pass). The block and the input are in ``layout``, as
+    ``model.to(memory_format=...)`` and the benchmarks put them. A ``FastInception`` block (``block_args`` its
+    arguments) runs with the layer's defaults, or with ``every_path`` every launch path: the branches serial and
+    grouped, the backward deterministic and with atomics. A block program (``block_args`` a ``BlockProgram``) has
+    one path."""
     if isinstance(block_args, BlockProgram):
         program = ProgramBlock(block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
         program = program.to(memory_format=layout)
@@ -211,10 +237,13 @@ def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, all
         saved = program_triton_function.tf32_allowed
         program_triton_function.tf32_allowed = lambda t: allow_tf32 and t.dtype == torch.float32
         try:
+            mark("inference")
             with torch.no_grad():
                 program(x)
             xg = x.detach().requires_grad_()
+            mark("training")
             y = program(xg)
+            mark("backward")
             torch.autograd.grad(y, [xg, *program.parameters()], torch.empty_like(y))
         finally:
             program_triton_function.tf32_allowed = saved
@@ -222,34 +251,48 @@ def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, all
     block = FastInception(*block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
     block = block.to(memory_format=layout)
     x = torch.empty((batch, block_args[0], size, size), dtype=dtype).contiguous(memory_format=layout)
+    # inference first: the report lists kernels in first-launch order
+    branch_modes = ("serial", "grouped") if every_path else (block.branch_mode,)
+    deterministic = (True, False) if every_path else (block.deterministic_backward,)
     with _Tf32(allow_tf32):
-        for branches in ("serial", "grouped"):  # inference first: the report lists kernels in first-launch order
+        mark("inference")
+        for branches in branch_modes:
             block.branch_mode = branches
             with torch.no_grad():
                 block(x)
-        for branches in ("serial", "grouped"):
+        for branches in branch_modes:
             block.branch_mode = branches
-            for deterministic in (True, False):
-                block.deterministic_backward = deterministic
+            for each in deterministic:
+                block.deterministic_backward = each
                 xg = x.detach().requires_grad_()
+                mark("training")
                 y = block(xg)
+                mark("backward")
                 torch.autograd.grad(y, [xg, *block.parameters()], torch.empty_like(y))
 
 
 def capture(target: Target, block_args: tuple, size: int, batch: int, dtype: str, layout: str,
-            allow_tf32: bool) -> list[Launch]:
-    """The launches of one (dtype, tf32, layout) run of the block, each distinct launch once."""
+            allow_tf32: bool, every_path: bool = True) -> list[Launch]:
+    """The launches of one (dtype, tf32, layout) run of the block, each distinct launch once, with the passes that
+    make it and how many times the run makes it."""
     label = TF32_LABEL if dtype == "fp32" and allow_tf32 else dtype
-    with recording(target) as records:
-        run_block(block_args, size, batch, DTYPES[dtype], LAYOUTS[layout], allow_tf32)
-    launches, seen = [], set()
-    for fn, kwargs, configs in records:
-        launch = Launch(short_name(fn), variant(kwargs), fn, kwargs, configs, label, layout)
+    with recording(target) as recorder:
+        def mark(name):
+            recorder.current = name
+
+        run_block(block_args, size, batch, DTYPES[dtype], LAYOUTS[layout], allow_tf32, every_path, mark)
+    launches = {}
+    for fn, kwargs, configs, grid, current in recorder.records:
+        launch = Launch(short_name(fn), variant(kwargs), fn, kwargs, configs, label, layout, grid, (current,))
         key = (launch.label, _signature(kwargs))
-        if key not in seen:  # the stem forward runs once per branch mode, the dgrads in both backwards
-            seen.add(key)
-            launches.append(launch)
-    return launches
+        if key not in launches:  # the stem forward runs once per branch mode, the dgrads in both backwards
+            launches[key] = launch
+        else:
+            seen = launches[key]
+            seen.count += 1
+            if current not in seen.passes:
+                seen.passes += (current,)
+    return list(launches.values())
 
 
 def _signature(kwargs: dict) -> tuple:

@@ -1,6 +1,7 @@
 """``python -m fastinception inspect``: what every Triton kernel of the triton backend compiles to for a GPU
 target, on a machine without one: registers, spills, shared memory, occupancy bound, tensor-core and load
-instructions, per kernel launch, autotune config, dtype and layout.
+instructions, per kernel launch, autotune config, dtype and layout. With ``--shapes``: every launch's grid, waves
+and work over whole networks and several batches, and the one-wave gate (``shapes``).
 
 Static compile facts, not timings. Triton is imported in ``run``, not here: importing the command modules must
 leave Triton's interpreter choice open for the other commands.
@@ -13,6 +14,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -20,19 +22,36 @@ import warnings
 from pathlib import Path
 
 from ..blocks.program import BlockProgram
-from ..blocks.programs import INCEPTION_V3_BLOCKS
+from ..blocks.programs import FID_INCEPTION_BLOCKS, INCEPTION_V3_BLOCKS
 from ..cli.arguments import positive_int
 from ..cli.errors import UsageError, report
 from ..cli.progress import available, progress_bar
 from ..models import GOOGLENET_BLOCKS
 from .occupancy import TARGETS, occupancy
-from .report import NOTE, config_label, format_markdown, format_text
+from .report import (
+    NOTE,
+    SHAPES_NOTE,
+    config_label,
+    format_markdown,
+    format_shapes_json,
+    format_shapes_markdown,
+    format_shapes_text,
+    format_text,
+)
 
 DTYPES = ("fp16", "bf16", "fp32")
 LAYOUTS = ("nchw", "channels_last")
 TF32 = {"on": (True,), "off": (False,), "both": (False, True)}
 DEFAULTS = {"target": "sm_90", "block": "3a", "batch": 128, "dtypes": list(DTYPES), "layouts": list(LAYOUTS),
             "tf32": "both"}
+# --shapes: the production case (fp16 activations and weights, channels_last) at these batches
+SHAPES_DEFAULTS = {"dtypes": ["fp16"], "layouts": ["channels_last"], "tf32": "off", "batches": [1, 32, 128, 256]}
+# name -> (title, blocks: name -> (GoogLeNet block arguments or a block program, input side))
+NETWORKS = {
+    "googlenet": ("GoogLeNet", GOOGLENET_BLOCKS),
+    "v3": ("Inception-v3", INCEPTION_V3_BLOCKS),
+    "fid": ("the FID network", FID_INCEPTION_BLOCKS),
+}
 # Triton's reading of TRITON_INTERPRET (knobs.runtime.interpret): these values turn the interpreter on.
 INTERPRETER_ON = {"1", "true", "on", "yes", "y"}
 
@@ -47,6 +66,16 @@ def _list(choices):
             raise argparse.ArgumentTypeError(f"unknown {', '.join(bad)}; choose from {', '.join(choices)}")
         return list(dict.fromkeys(items))
     return parse
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        items = [positive_int(t.strip()) for t in text.split(",") if t.strip()]
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of batch sizes: {e}") from None
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of batch sizes, got {text!r}")
+    return sorted(set(items))
 
 
 def _names(text: str) -> list[str]:
@@ -67,17 +96,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         + ", ".join(f"{t.name} {t.gpus}" for t in TARGETS.values()) + ")")
     parser.add_argument("--kernels", type=_names, default=None,
                         help="comma-separated kernels, by short name (e.g. stem_forward,conv2d_bias_relu; default all)")
-    parser.add_argument("--dtypes", type=_list(DTYPES), default=DEFAULTS["dtypes"],
-                        help="comma-separated dtypes (default fp16,bf16,fp32)")
-    parser.add_argument("--layouts", type=_list(LAYOUTS), default=DEFAULTS["layouts"],
-                        help="comma-separated input layouts (default nchw,channels_last)")
-    parser.add_argument("--tf32", choices=list(TF32), default=DEFAULTS["tf32"],
-                        help="fp32 with tf32 allowed (on), not (off), or both as two dtypes (default both)")
-    parser.add_argument("--block", choices=[*GOOGLENET_BLOCKS, *INCEPTION_V3_BLOCKS], default=DEFAULTS["block"],
-                        help=f"GoogLeNet block whose shapes are compiled, at its ImageNet size (default "
-                        f"{DEFAULTS['block']})")
+    parser.add_argument("--dtypes", type=_list(DTYPES), default=None,
+                        help="comma-separated dtypes (default fp16,bf16,fp32; with --shapes fp16)")
+    parser.add_argument("--layouts", type=_list(LAYOUTS), default=None,
+                        help="comma-separated input layouts (default nchw,channels_last; with --shapes channels_last)")
+    parser.add_argument("--tf32", choices=list(TF32), default=None,
+                        help="fp32 with tf32 allowed (on), not (off), or both as two dtypes (default both; with "
+                        "--shapes off)")
+    parser.add_argument("--block", choices=[*GOOGLENET_BLOCKS, *INCEPTION_V3_BLOCKS], default=None,
+                        help=f"GoogLeNet or Inception-v3 block whose shapes are compiled, at its ImageNet size "
+                        f"(default {DEFAULTS['block']}; with --shapes: only this block of each network)")
     parser.add_argument("--batch", type=positive_int, default=DEFAULTS["batch"],
                         help=f"batch size (default {DEFAULTS['batch']})")
+    parser.add_argument("--shapes", type=_list(NETWORKS), default=None, metavar="NETWORKS",
+                        help="instead of one block's compile facts: every launch's grid, CTAs per SM, waves, tail, "
+                        "K-loop length, FLOPs and bytes for the blocks of these networks (comma-separated: "
+                        f"{', '.join(NETWORKS)}), forward and backward, at --batches")
+    parser.add_argument("--batches", type=_batches, default=None,
+                        help="with --shapes: comma-separated batch sizes (default "
+                        f"{','.join(map(str, SHAPES_DEFAULTS['batches']))})")
+    parser.add_argument("--gate", action="store_true",
+                        help="with --shapes: only the one-wave gate at batch 128, compiling only the launches it "
+                        "cannot decide without; exit status 1 when it fails")
     parser.add_argument("--configs", type=positive_int, default=None, metavar="N",
                         help="at most N configs per launch, in the autotuner's order (default: all it would try)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write every row as JSON")
@@ -107,8 +147,15 @@ def _check_output(path: Path | None, option: str) -> None:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    words = ["python -m fastinception inspect", f"--target {args.target}", f"--block {args.block}",
-             f"--batch {args.batch}", f"--dtypes {','.join(args.dtypes)}", f"--layouts {','.join(args.layouts)}"]
+    if args.shapes:
+        words = ["python -m fastinception inspect", f"--shapes {','.join(args.shapes)}", f"--target {args.target}"]
+        words += ["--gate"] if args.gate else [f"--batches {','.join(map(str, args.batches))}"]
+        if args.block:
+            words.append(f"--block {args.block}")
+    else:
+        words = ["python -m fastinception inspect", f"--target {args.target}", f"--block {args.block}",
+                 f"--batch {args.batch}"]
+    words += [f"--dtypes {','.join(args.dtypes)}", f"--layouts {','.join(args.layouts)}"]
     if "fp32" in args.dtypes:
         words.append(f"--tf32 {args.tf32}")
     if args.kernels:
@@ -120,6 +167,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def scope_note(args: argparse.Namespace) -> str:
     """What the run covers, and what it leaves out of the default matrix."""
+    if args.shapes:
+        return _shapes_scope(args)
     left_out = []
     if args.kernels:
         left_out.append(f"only kernels {', '.join(args.kernels)}")
@@ -149,15 +198,36 @@ def _block(name: str) -> tuple:
     return GOOGLENET_BLOCKS[name] if name in GOOGLENET_BLOCKS else INCEPTION_V3_BLOCKS[name]
 
 
+def _resolve(args: argparse.Namespace) -> None:
+    """Fill the options left unset with the defaults of the report asked for; refuse options of the other one."""
+    defaults = SHAPES_DEFAULTS if args.shapes else DEFAULTS
+    for name in ("dtypes", "layouts", "tf32"):
+        if getattr(args, name) is None:
+            setattr(args, name, defaults[name])
+    if args.shapes:
+        args.batches = args.batches or SHAPES_DEFAULTS["batches"]
+        if args.gate and args.batches != SHAPES_DEFAULTS["batches"]:
+            raise UsageError("--gate runs at batch 128 only: leave --batches out")
+        if args.block and not any(args.block in NETWORKS[n][1] for n in args.shapes):
+            raise UsageError(f"--block {args.block}: not a block of {', '.join(args.shapes)}")
+    else:
+        if args.batches or args.gate:
+            raise UsageError("--batches and --gate go with --shapes")
+        args.block = args.block or DEFAULTS["block"]
+
+
 def run(args: argparse.Namespace) -> int:
     reason = _interpreter_error()
     if reason is not None:
         return report(reason)
     try:
+        _resolve(args)
         _check_output(args.json, "--json")
         _check_output(args.markdown, "--markdown")
     except UsageError as e:
         return report(e)
+    if args.shapes:
+        return _run_shapes(args)
 
     from .capture import capture
     from .compile import Binder, Cache, InterpretedKernels, default_cache_dir
@@ -257,6 +327,42 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _header(args, target, problem: str, note: str, compiled, results, wall: float, failed: list) -> dict:
+    """What every report says of its run: target, versions, date, problem, command, kernel sources, scope and the
+    compiles (``compiled``: (kernel, job) pairs; ``results``: their facts) per kernel."""
+    per_kernel: dict[str, dict] = {}
+    seen = set()
+    for kernel, job in compiled:
+        if job.key in seen or "seconds" not in results[job.key]:
+            continue
+        seen.add(job.key)
+        entry = per_kernel.setdefault(kernel, {"compiles": 0, "seconds": 0.0, "slowest": 0.0})
+        seconds = results[job.key]["seconds"]
+        entry["compiles"] += 1
+        entry["seconds"] = round(entry["seconds"] + seconds, 2)
+        entry["slowest"] = max(entry["slowest"], seconds)
+    return {
+        "target": f"{target.name} ({target.gpus})",
+        "machine": f"no GPU: offline compiles for {target.name}",
+        "triton": _version("triton"),
+        "torch": _version("torch"),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "problem": problem,
+        "note": note,
+        "command": command_line(args),
+        "kernels": kernel_source(),
+        "scope_note": scope_note(args),
+        "compiles": {"unique": len(seen),
+                     "cached": sum(1 for k in {j.key for _, j in compiled} if results[k].get("cached")),
+                     "jobs": args.jobs, "wall_seconds": round(wall, 1),
+                     "compile_seconds": round(sum(v["seconds"] for v in per_kernel.values()), 1),
+                     "seconds_per_kernel": per_kernel},
+        "limits": {k: v for k, v in vars(target).items()},
+        "failed": failed,
+    }
+
+
 def _report(args, target, planned, results, wall) -> dict:
     rows, failed, kernel_order, label_order = [], [], {}, {}
     for launch, _, _ in planned:  # each kernel's launches together, in the order the ops first make them
@@ -280,42 +386,135 @@ def _report(args, target, planned, results, wall) -> dict:
         keyed.append((sort_key, row))
     rows = [row for _, row in sorted(keyed, key=lambda item: item[0])]
 
-    per_kernel: dict[str, dict] = {}
-    seen = set()
-    for launch, _, job in planned:
-        if job.key in seen or "seconds" not in results[job.key]:
-            continue
-        seen.add(job.key)
-        entry = per_kernel.setdefault(launch.kernel, {"compiles": 0, "seconds": 0.0, "slowest": 0.0})
-        seconds = results[job.key]["seconds"]
-        entry["compiles"] += 1
-        entry["seconds"] = round(entry["seconds"] + seconds, 2)
-        entry["slowest"] = max(entry["slowest"], seconds)
     block_args, size = _block(args.block)
     program = block_args if isinstance(block_args, BlockProgram) else None
-    header = {
-        "target": f"{target.name} ({target.gpus})",
-        "triton": _version("triton"),
-        "torch": _version("torch"),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "problem": (f"Inception-v3 block {args.block} (inference, training forward and backward), input "
-                    f"{args.batch}x{program.in_channels}x{size}x"
-                    if program is not None else
-                    f"GoogLeNet block {args.block}, Inception{block_args}, input {args.batch}x{block_args[0]}x{size}x")
-                   + f"{size} (N x C x H x W)",
-        "shape": {"block": args.block, "block_args": None if program is not None else block_args, "batch": args.batch,
-                  "height": size, "width": size},
-        "note": NOTE,
-        "command": command_line(args),
-        "kernels": kernel_source(),
-        "scope_note": scope_note(args),
-        "compiles": {"unique": len(seen), "cached": sum(1 for k in {j.key for _, _, j in planned}
-                                                        if results[k].get("cached")),
-                     "jobs": args.jobs, "wall_seconds": round(wall, 1),
-                     "compile_seconds": round(sum(v["seconds"] for v in per_kernel.values()), 1),
-                     "seconds_per_kernel": per_kernel},
-        "limits": {k: v for k, v in vars(target).items()},
-        "failed": failed,
-    }
+    problem = (f"Inception-v3 block {args.block} (inference, training forward and backward), input "
+               f"{args.batch}x{program.in_channels}x{size}x"
+               if program is not None else
+               f"GoogLeNet block {args.block}, Inception{block_args}, input {args.batch}x{block_args[0]}x{size}x"
+               ) + f"{size} (N x C x H x W)"
+    header = _header(args, target, problem, NOTE, [(launch.kernel, job) for launch, _, job in planned], results,
+                     wall, failed)
+    header["shape"] = {"block": args.block, "block_args": None if program is not None else block_args,
+                       "batch": args.batch, "height": size, "width": size}
     return {"header": header, "rows": rows}
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --shapes: grids, waves and work over whole networks and batches
+
+def _shapes_scope(args: argparse.Namespace) -> str:
+    words = [f"the blocks of {', '.join(NETWORKS[n][0] for n in args.shapes)}"
+             + (f" (only {args.block})" if args.block else "")
+             + ", each layer's default path (GoogLeNet's block: branches on side streams, deterministic backward)"]
+    if args.gate:
+        words.append("the one-wave gate only: batch 128, launches over 1 GFLOP, compiling only those the grid "
+                     "alone does not decide")
+    else:
+        words.append(f"batches {', '.join(map(str, args.batches))}")
+    words.append(f"dtypes {', '.join(args.dtypes)}, layouts {', '.join(args.layouts)}"
+                 + (f", fp32 with tf32 {args.tf32}" if "fp32" in args.dtypes else ""))
+    if args.kernels:
+        words.append(f"only kernels {', '.join(args.kernels)}")
+    if args.configs:
+        words.append(f"at most {args.configs} config(s) per launch")
+    return "; ".join(words)
+
+
+def _run_shapes(args: argparse.Namespace) -> int:
+    from . import shapes
+    from .capture import capture
+    from .compile import Binder, Cache, InterpretedKernels, default_cache_dir
+
+    target = TARGETS[args.target]
+    batches = [shapes.GATE_BATCH] if args.gate else args.batches
+    groups = [(dtype, tf32, layout) for dtype in args.dtypes for tf32 in (TF32[args.tf32] if dtype == "fp32"
+              else (False,)) for layout in args.layouts]
+    started = time.perf_counter()
+    _say(f"capturing the triton ops' launches: {', '.join(args.shapes)}, batches {', '.join(map(str, batches))} ...")
+    captures = []
+    try:
+        for network in args.shapes:
+            for block, (block_args, size) in NETWORKS[network][1].items():
+                if args.block and block != args.block:
+                    continue
+                for batch in batches:
+                    made = [launch for dtype, tf32, layout in groups
+                            for launch in capture(target, block_args, size, batch, dtype, layout, tf32,
+                                                  every_path=False)]
+                    captures.append((network, block, batch, made))
+    except InterpretedKernels as e:
+        return report(e)
+    found = shapes.entries(captures)
+    known = list(dict.fromkeys(entry["kernel"] for entry in found))
+    if args.kernels:
+        unknown = [k for k in args.kernels if k not in known]
+        if unknown:
+            return report(f"--kernels: unknown {', '.join(unknown)}; the triton ops launch {', '.join(known)}")
+        found = [entry for entry in found if entry["kernel"] in args.kernels]
+
+    # what to compile: every candidate, or for the gate those of the launches the grid alone does not decide
+    with warnings.catch_warnings():  # Triton 3.9 warns that its fp-fusion default will change in 3.10
+        warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
+        binder = Binder(target.capability)
+        planned = {}  # (entry index, batch) -> [(config, job or None)]
+        for index, entry in enumerate(found):
+            for batch, launch in entry["by_batch"].items():
+                configs = launch.configs[: args.configs]
+                if args.gate:
+                    work = shapes.launch_work(launch)
+                    bounds = [shapes.bound_candidate(target, launch, c, config_label(c)) for c in configs]
+                    if work["flops"] is not None and work["flops"] <= shapes.GATE_FLOPS or any(map(shapes.full,
+                                                                                                   bounds)):
+                        planned[index, batch] = [(c, None) for c in configs]
+                        continue
+                planned[index, batch] = [(c, binder.job(launch.fn, launch.kwargs, c)) for c in configs]
+    cache = Cache(None if args.no_cache else (args.cache or default_cache_dir()))
+    compiled = [(found[index]["kernel"], job) for (index, _), pairs in planned.items() for _, job in pairs
+                if job is not None]
+    distinct = len({job.key for _, job in compiled})
+    _say(f"{len(found)} launches, {distinct} distinct compiles for {target.name} "
+         f"({time.perf_counter() - started:.1f} s); compiling with {args.jobs} job(s), cache {cache.path or 'off'} ...")
+    what = {job.key: (found[index]["by_batch"][batch], config) for (index, batch), pairs in planned.items()
+            for config, job in pairs if job is not None}
+    results = _compile([job for _, job in compiled], args.jobs, cache, what) if compiled else {}
+    wall = time.perf_counter() - started
+
+    launches, failed = [], []
+    for index, entry in enumerate(found):
+        rows = []
+        for batch in sorted(entry["by_batch"]):
+            launch = entry["by_batch"][batch]
+            candidates = []
+            for config, job in planned[index, batch]:
+                label = config_label(config)
+                if job is None:
+                    candidates.append(shapes.bound_candidate(target, launch, config, label))
+                    continue
+                candidates.append(shapes.candidate(target, launch, config, label, results[job.key]))
+                if "error" in results[job.key]:
+                    failed.append({"kernel": entry["launch"], "config": label, "dtype": entry["dtype"],
+                                   "layout": entry["layout"], "error": results[job.key]["error"]})
+            chosen = shapes.best(candidates)
+            rows.append({"batch": batch, **shapes.launch_work(launch),
+                         "best": None if chosen is None else chosen["config"], "candidates": candidates})
+        launches.append({k: v for k, v in entry.items() if k != "by_batch"} | {"batches": rows})
+    problem = (f"every launch of the triton backend's inference forward, training forward and backward for "
+               f"{', '.join(f'{NETWORKS[n][0]} ({len(NETWORKS[n][1])} blocks)' for n in args.shapes)}, "
+               f"at batch {', '.join(map(str, batches))}")
+    header = _header(args, target, problem, SHAPES_NOTE, compiled, results, wall, failed)
+    header["networks"] = {n: {"title": NETWORKS[n][0], "blocks": list(NETWORKS[n][1])} for n in args.shapes}
+    header["batches"] = batches
+    header["work_missing"] = shapes.missing_work(known)
+    result = {"header": header, "gate": shapes.gate(launches), "launches": [] if args.gate else launches}
+    if args.json is not None:
+        args.json.write_text(format_shapes_json(result))
+    if args.markdown is not None:
+        args.markdown.write_text(format_shapes_markdown(result))
+    _say("")
+    _say(format_shapes_text(result))
+    written = [str(p) for p in (args.json, args.markdown) if p is not None]
+    if written:
+        _say(f"\nwritten: {', '.join(written)}")
+    return 1 if failed or (args.gate and not result["gate"]["passed"]) else 0

@@ -54,12 +54,13 @@ def _round_up(value: int, unit: int) -> int:
 class Occupancy:
     warps_per_sm: int
     limited_by: str  # the resource(s) that give the bound, "+"-joined when several tie
+    blocks_per_sm: int  # resident blocks (CTAs) per SM
 
 
 def occupancy(target: Target, registers: int, smem_bytes: int, num_warps: int) -> Occupancy:
-    """Resident warps per SM for blocks of ``num_warps`` warps using ``registers`` per thread and ``smem_bytes``
-    of shared memory (static and dynamic). A block that cannot fit at all gives 0 warps, limited by what it
-    exceeds."""
+    """Resident warps and blocks per SM for blocks of ``num_warps`` warps using ``registers`` per thread and
+    ``smem_bytes`` of shared memory (static and dynamic). A block that cannot fit at all gives 0, limited by what
+    it exceeds."""
     if num_warps < 1 or registers < 0 or smem_bytes < 0:
         raise ValueError(f"expected num_warps >= 1 and registers, smem_bytes >= 0, got num_warps={num_warps}, "
                          f"registers={registers}, smem_bytes={smem_bytes}")
@@ -83,4 +84,4 @@ def occupancy(target: Target, registers: int, smem_bytes: int, num_warps: int) -
     blocks["warps"] = target.max_warps_per_sm // num_warps
     blocks["blocks"] = target.max_blocks_per_sm
     fewest = min(blocks.values())
-    return Occupancy(fewest * num_warps, "+".join(r for r in RESOURCES if blocks[r] == fewest))
+    return Occupancy(fewest * num_warps, "+".join(r for r in RESOURCES if blocks[r] == fewest), fewest)

@@ -1,6 +1,9 @@
 """The compile report: one row per (kernel launch, config, dtype, layout), as JSON and as a markdown table, and a
-per-kernel summary for the terminal."""
+per-kernel summary for the terminal. The launch-shapes report (``--shapes``): one table per network, the gate's
+findings, and the terminal's summary of them."""
 from __future__ import annotations
+
+import json
 
 ROW_FIELDS = ("kernel", "config", "dtype", "layout", "registers", "spill_bytes", "smem_bytes", "warps_per_sm",
               "limited_by", "mma", "loads")
@@ -68,7 +71,8 @@ SUMMARY_HEADERS = ["kernel", "dtype", "rows", "registers", "spill_bytes", "smem_
 
 def header_lines(header: dict) -> list[str]:
     lines = [
-        f"target: {header['target']}; triton {header['triton']}, torch {header['torch']}; {header['date']}",
+        f"target: {header['target']}; {header['machine']}; triton {header['triton']}, torch {header['torch']}, "
+        f"python {header['python']}; {header['date']}",
         f"problem: {header['problem']}",
         f"command: `{header['command']}`",
         f"kernels: {_source(header['kernels'])}",
@@ -128,5 +132,142 @@ def format_text(report: dict) -> str:
     lines = header_lines(report["header"]) + [NOTE, ""]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     for f in report["header"]["failed"]:
+        lines.append(f"FAILED: {f['kernel']} {f['config']} {f['dtype']} {f['layout']}: {f['error']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# launch shapes
+
+SHAPES_NOTE = ("Grids and occupancy bounds from offline compiles, not timings. Which candidate runs is the autotuner's "
+               "choice at run time: a launch's fill is that of its best-filling candidate (the most CTAs in flight "
+               "up to one wave, min(grid, wave) / wave with wave = SMs x ctas_per_sm; among equals, the first in "
+               "the autotuner's order).")
+SHAPES_LEGEND = [
+    "launch: as in the compile report (kernel, then what tells it from the block's other launches); passes: "
+    "`inf` the inference forward, `train` the training forward, `bwd` the backward that make it; n: how many times "
+    "they make it, together (one of each pass).",
+    "GFLOP: 2 per multiply-add of the launch's GEMM plus one per element a pool or reduction adds or compares; "
+    "MB: min_bytes, each tensor it reads once and each it writes once (10^6 bytes); both at the batch named.",
+    "best: the best-filling candidate config at that batch, its ctas_per_sm (resident CTAs per SM from the "
+    "compiled registers and shared memory) and k_iters (its K-loop trip count per CTA: steps of BLOCK_K, times the "
+    "taps a CTA loops over).",
+    "b=N: the best-filling candidate at batch N: grid (CTAs) / waves (grid / (SMs x ctas_per_sm)) / tail_fill "
+    "(the busy fraction of the last wave). Every candidate's row is in the JSON.",
+]
+_PASS = {"inference": "inf", "training": "train", "backward": "bwd"}
+
+
+def _ref_batch(batches: list[int], gate_batch: int) -> int:
+    return gate_batch if gate_batch in batches else max(batches)
+
+
+def _shape_cell(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    best = next((c for c in row["candidates"] if c["config"] == row["best"]), None)
+    if best is None:
+        return "no candidate fits"
+    return f"{best['grid']} / {best['waves']:.2f} / {best['tail_fill']:.2f}"
+
+
+def _gflop(flops) -> str:
+    return "-" if flops is None else f"{flops / 1e9:.2f}"
+
+
+def gate_lines(gate: dict, sm_count: int) -> list[str]:
+    """The gate's verdict in words."""
+    lines = [f"{gate['checked']} launches of more than {gate['min_flops'] / 1e9:g} GFLOP at batch {gate['batch']}; "
+             f"{len(gate['flagged'])} under one wave ({sm_count} SMs x ctas_per_sm) with their best-filling "
+             f"candidate, {len(gate['unexplained'])} of them without a reason; "
+             + ("the gate passes." if gate["passed"] else "the gate FAILS.")]
+    lines += [f"stale reason (no launch it covers is short any more: remove it): {why}" for why in gate["stale"]]
+    return lines
+
+
+def _gate_rows(gate: dict) -> list[list[str]]:
+    def one(value, fmt="{}"):
+        return "-" if value is None else fmt.format(value)
+
+    reasons = {r["why"]: i + 1 for i, r in enumerate(gate["reasons"])}
+    return [[f["network"], f["block"], f["launch"], _gflop(f["flops"]), one(f["config"]), one(f["grid"]),
+             one(f["wave"]), one(f["waves"], "{:.2f}"),
+             "**none**" if f["reason"] is None else f"{reasons[f['reason']]}" + (" (open)" if f["open"] else "")]
+            for f in gate["flagged"]]
+
+
+GATE_HEADERS = ["network", "block", "launch", "GFLOP", "best config", "grid", "wave", "waves", "reason"]
+
+
+def format_shapes_markdown(report: dict) -> str:
+    header, gate = report["header"], report["gate"]
+    sm_count = header["limits"]["sm_count"]
+    lines = [f"# fastinception launch shapes: {header['target']}", ""]
+    lines += [f"- {line}" for line in header_lines(header)]
+    lines += ["", f"**{SHAPES_NOTE}**", "", f"## The one-wave gate at batch {gate['batch']}", "",
+              f"Every launch of more than {gate['min_flops'] / 1e9:g} GFLOP must give its best-filling candidate "
+              f"at least one full wave (grid >= {sm_count} x ctas_per_sm), or have a reason listed in "
+              "`fastinception/inspect/shapes.py` (`REASONS`); an open reason is a shortfall to fix, not a property "
+              "of the problem.", ""]
+    lines += gate_lines(gate, sm_count)
+    if gate["flagged"]:
+        lines += [""] + _table(GATE_HEADERS, _gate_rows(gate))
+    if gate["reasons"]:
+        lines += ["", "Reasons:", ""]
+        lines += [f"{i + 1}. {', '.join(r['kernels'])}" + (f" in {', '.join(r['blocks'])}" if r["blocks"] else "")
+                  + (f" ({', '.join(r['networks'])})" if r["networks"] else "")
+                  + (f", launches labelled `{r['label']}`" if r["label"] else "")
+                  + (" (open)" if r["open"] else "") + f": {r['why']}" for i, r in enumerate(gate["reasons"])]
+    if header.get("work_missing"):
+        lines += ["", f"No work model (no GFLOP, no k_iters) for: {', '.join(header['work_missing'])}."]
+    batches = header["batches"]
+    ref = _ref_batch(batches, gate["batch"])
+    for name, network in header["networks"].items():
+        mine = [e for e in report["launches"] if e["network"] == name]
+        if not mine:
+            continue
+        lines += ["", f"## {network['title']}", ""]
+        headers = ["block", "launch", "passes", "n", f"GFLOP b={ref}", f"MB b={ref}", f"best b={ref}",
+                   "ctas/SM", "k_iters"] + [f"b={b}" for b in batches]
+        rows = []
+        for entry in mine:
+            by_batch = {row["batch"]: row for row in entry["batches"]}
+            row = by_batch.get(ref)
+            best = None if row is None else next((c for c in row["candidates"] if c["config"] == row["best"]), None)
+            rows.append([entry["block"], entry["launch"] + ("" if entry["dtype"] == "fp16"
+                                                             and entry["layout"] == "channels_last"
+                                                             else f" ({entry['dtype']}, {entry['layout']})"),
+                         "+".join(_PASS.get(p, p) for p in entry["passes"]), str(entry["count"]),
+                         _gflop(None if row is None else row["flops"]),
+                         "-" if row is None else f"{row['min_bytes'] / 1e6:.1f}",
+                         "-" if best is None else best["config"],
+                         "-" if best is None else str(best["ctas_per_sm"]),
+                         "-" if best is None or best["k_iters"] is None else str(best["k_iters"])]
+                        + [_shape_cell(by_batch.get(b)) for b in batches])
+        lines += _table(headers, rows)
+    if header["failed"]:
+        lines += ["", "## Failed compiles", ""]
+        lines += [f"- {f['kernel']} {f['config']} {f['dtype']} {f['layout']}: {f['error']}" for f in header["failed"]]
+    lines += ["", "## Legend", ""] + [f"- {text}" for text in SHAPES_LEGEND]
+    return "\n".join(lines) + "\n"
+
+
+def format_shapes_json(report: dict) -> str:
+    """The report as JSON, one line per launch (its candidates at every batch): a third of the indented size."""
+    head = json.dumps({k: v for k, v in report.items() if k != "launches"}, indent=1)
+    launches = ",\n".join("  " + json.dumps(entry, separators=(",", ":")) for entry in report["launches"])
+    return head[: -len("\n}")] + ',\n "launches": [\n' + launches + "\n ]\n}\n"
+
+
+def format_shapes_text(report: dict) -> str:
+    """The terminal summary: header lines, the gate's verdict and its flagged launches, aligned."""
+    header, gate = report["header"], report["gate"]
+    lines = header_lines(header) + [SHAPES_NOTE, ""] + gate_lines(gate, header["limits"]["sm_count"])
+    if gate["flagged"]:
+        table = [GATE_HEADERS] + _gate_rows(gate)
+        widths = [max(len(row[i]) for row in table) for i in range(len(GATE_HEADERS))]
+        lines += [""] + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+        lines += [f"reason {i + 1}: {r['why']}" for i, r in enumerate(gate["reasons"])]
+    for f in header["failed"]:
         lines.append(f"FAILED: {f['kernel']} {f['config']} {f['dtype']} {f['layout']}: {f['error']}")
     return "\n".join(lines)
