@@ -285,7 +285,8 @@ INTERPRETER_PIX_PER_SPLIT = 128
 # a 3-stage pipeline; and a 64x64 tile's fp32 partials (16 KB written, read back by the reduction) cost at most a
 # quarter of the chunk's own loads (512 pixels of 64 gradient and 64 input channels in fp16: 128 KB).
 MIN_PIX_PER_SPLIT = 512
-# The split aims at this many waves of programs, so that the last wave's idle SMs cost little.
+# The split aims at this many programs per SM: one full wave of the 64 x 32 and 64 x 64 tiles (four resident on an
+# sm_90 SM), several waves of the larger ones.
 SPLIT_WAVES = 4
 # Tiles are counted at 64x64 (the smallest wgmma-sized tile), the same for every candidate config.
 SPLIT_TILE = 64
@@ -304,20 +305,22 @@ def pixel_splits(P, rows, cols, taps, device, *, whole_if_full=False):
     channels x input channels x kernel taps): S fixed chunks, independent of the tile config, so every autotuning
     candidate writes the same [S, R] partial buffer. S == 0 when there are no pixels.
 
-    Enough chunks for SPLIT_WAVES waves of SPLIT_TILE-square tiles on the device's SMs, each at least
-    MIN_PIX_PER_SPLIT pixels (INTERPRETER_PIX_PER_SPLIT under the interpreter). ``whole_if_full``: S is 1 when the
-    tiles alone fill every SM once (for a launcher that then writes its outputs itself, with no reduction launch)."""
+    At least enough chunks for SPLIT_WAVES x SMs programs of SPLIT_TILE-square tiles (a full wave where up to
+    SPLIT_WAVES such programs are resident on an SM), each at least MIN_PIX_PER_SPLIT pixels
+    (INTERPRETER_PIX_PER_SPLIT under the interpreter). ``whole_if_full``: S is 1 when the tiles alone are that many
+    programs (for a launcher that then writes its outputs itself, with no reduction launch)."""
     if P == 0:
         return 0, 1
     tiles = taps * triton.cdiv(rows, SPLIT_TILE) * triton.cdiv(max(cols, 1), SPLIT_TILE)
-    if whole_if_full and tiles >= _sm_count(device):
+    programs = SPLIT_WAVES * _sm_count(device)
+    if whole_if_full and tiles >= programs:
         return 1, P
     if interpreting():
         per = INTERPRETER_PIX_PER_SPLIT
     else:
-        want = max(1, triton.cdiv(SPLIT_WAVES * _sm_count(device), tiles))
-        per = max(MIN_PIX_PER_SPLIT, triton.cdiv(P, want))
-        per = triton.cdiv(per, 128) * 128  # whole BLOCK_K steps for every candidate tile
+        want = max(1, triton.cdiv(programs, tiles))
+        # whole BLOCK_K steps for every candidate tile, rounded down so that the chunks are at least ``want``
+        per = max(MIN_PIX_PER_SPLIT, P // want // 128 * 128)
     return triton.cdiv(P, per), per
 
 

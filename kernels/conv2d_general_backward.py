@@ -8,7 +8,7 @@ kernel, stride and padding, as two implicit GEMMs.
   (ACCUMULATE: several branches read the block's input).
 - weight and bias grads: ``gw[co, ci, kh, kw] = sum_p g'[p, co] * x[p * stride + (kh, kw) - pad, ci]`` and
   ``gb[co] = sum_p g'[p, co]``, one program per (output-channel block, input-channel block, tap, pixel chunk).
-  When those tiles alone fill the GPU's SMs, or the pixels fit one chunk, there is one chunk and the programs
+  When those tiles alone fill a wave of the GPU's SMs, or the pixels fit one chunk, there is one chunk and the programs
   write the grads; otherwise the pixel sum is split into fixed chunks (``weight_grad_splits``) whose fp32
   partial sums a second launch adds up in a fixed order, as GoogLeNet's weight grads do. No atomics: bitwise
   reproducible either way. Without ``x`` only the bias grad is computed (the bias of a commuted average pool,
@@ -296,8 +296,9 @@ def launch_conv2d_input_grad(grad_x, convs, *, accumulate=False, scale=1.0, allo
 def weight_grad_splits(pixels, c_out, c_in, taps, device):
     """(S, pixels per chunk) of a weight-grad launch over ``pixels`` output pixels (``c_in`` 1 and ``taps`` 1 for a
     bias grad alone): S == 1, one launch writing the grads, when the (output-channel block, input-channel block,
-    tap) tiles alone fill every SM once or the pixels fit one chunk; else S fixed chunks (``pixel_splits``, as
-    GoogLeNet's weight grads), whose fp32 partials a second launch sums in a fixed order."""
+    tap) tiles alone fill a wave (``pixel_splits``: SPLIT_WAVES programs per SM) or the pixels fit one chunk; else
+    S fixed chunks (``pixel_splits``, as GoogLeNet's weight grads), whose fp32 partials a second launch sums in a
+    fixed order."""
     return pixel_splits(pixels, c_out, c_in, taps, device, whole_if_full=True)
 
 

@@ -299,20 +299,12 @@ class Reason:
 
 
 REASONS: tuple[Reason, ...] = (
-    Reason(("conv2d_weight_grad",), open=True, why=(
-        "one program per (output-channel block, input-channel block, tap) sums the gradient over every pixel, so "
-        "the grid does not grow with the batch: 6 to 384 CTAs for 1.9 to 26 GFLOP at batch 128, in every "
-        "Inception-v3 block. Splitting the pixel sum into a fixed number of partials, then summing them in a fixed "
-        "order (as GoogLeNet's weight gradients do), fills the SMs")),
     Reason(("conv2d_bias_relu", "conv_relu_dgrad"), networks=("googlenet",),
            blocks=("4b", "4c", "4d", "4e", "5a", "5b"), why=(
                "small by nature: the 3x3 and 5x5 branch convs of the 14x14 and 7x7 blocks and their input "
                "gradients write 25088 or 6272 pixels x 24 to 320 channels at batch 128, 49 to 784 tiles of the "
                "smallest tensor-core tiles, for 1.3 to 5.8 GFLOP; only splitting their K loop (taps x channels) "
                "over more CTAs, and a second pass over the partial sums, would fill a wave")),
-    Reason(("conv_relu_wgrad",), networks=("googlenet",), blocks=("5a",), open=True, why=(
-        "the pixel sum is split to give about 4 x SMs CTAs in all (conv2d_backward.pixel_splits), which is "
-        "under one wave where more than 4 fit an SM: 500 CTAs against 528 for block 5a's 5x5 conv")),
     Reason(("conv2d_general",), blocks=("Mixed_7a",), label="3x3/s2 192->192", why=(
         "small by nature: Inception-v3's stride-2 3x3 conv to 8x8 writes 8192 pixels x 192 channels at batch "
         "128, 768 tiles of 64 x 32 where a wave holds 1056, for 5.4 GFLOP; only splitting its K loop "

@@ -210,6 +210,10 @@ def test_the_gate_fails_for_a_launch_forced_short(tmp_path):
     assert "the gate FAILS" in result.stdout and "conv2d_general 3x3/s1 448->384" in result.stdout
 
 
+def _block_k(candidate):
+    return int(candidate["config"].split(" ")[0].split("x")[2])
+
+
 def test_the_report_gives_every_candidates_grid_waves_and_work(tmp_path):
     # Mixed_7c's weight gradients (8x8 pixels, so batch 1 and 128 share their compiles with the gate's)
     result, report = _shapes(tmp_path, "v3", "--block", "Mixed_7c", "--kernels", "conv2d_weight_grad",
@@ -224,17 +228,22 @@ def test_the_report_gives_every_candidates_grid_waves_and_work(tmp_path):
         rows = {row["batch"]: row for row in entry["batches"]}
         assert set(rows) == {1, 128}
         assert rows[128]["flops"] == 128 * rows[1]["flops"] and rows[128]["min_bytes"] > rows[1]["min_bytes"]
-        for batch, row in rows.items():
+        for row in rows.values():
             assert row["best"] in {c["config"] for c in row["candidates"]}
             for c in row["candidates"]:
                 assert all(c[f] is not None for f in FIELDS), c
                 wave = SM90.sm_count * c["ctas_per_sm"]
                 assert c["waves"] == pytest.approx(c["grid"] / wave, abs=1e-4)
                 assert c["tail_fill"] == pytest.approx(shapes.tail_fill(c["grid"], wave), abs=1e-4)
-                m, n, k = (int(v) for v in c["config"].split(" ")[0].split("x"))
-                assert c["k_iters"] == triton.cdiv(batch * 64, k)  # one program over every pixel
-        # one program per (output-channel block, input-channel block, tap): the same grid at any batch
-        assert [c["grid"] for c in rows[1]["candidates"]] == [c["grid"] for c in rows[128]["candidates"]]
+        # batch 1's 64 pixels are one chunk: one program per (output-channel block, input-channel block, tap) over
+        # every pixel; batch 128 splits its 8192 pixels into S chunks of whole BLOCK_K steps, S programs a tile
+        whole = {c["config"]: c for c in rows[1]["candidates"]}
+        for c in rows[1]["candidates"]:
+            assert c["k_iters"] == triton.cdiv(64, _block_k(c))
+        for c in rows[128]["candidates"]:
+            splits, rest = divmod(c["grid"], whole[c["config"]]["grid"])
+            chunk = c["k_iters"] * _block_k(c)
+            assert rest == 0 and splits > 1 and (splits - 1) * chunk < 8192 <= splits * chunk, c
     markdown = (tmp_path / "shapes.md").read_text()
     assert "## Inception-v3" in markdown and "| b=1 | b=128 |" in markdown
     assert "best-filling candidate" in markdown and "The one-wave gate at batch 128" in markdown
