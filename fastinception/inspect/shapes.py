@@ -304,11 +304,13 @@ REASONS: tuple[Reason, ...] = (
                "small by nature: the 3x3 and 5x5 branch convs of the 14x14 and 7x7 blocks and their input "
                "gradients write 25088 or 6272 pixels x 24 to 320 channels at batch 128, 49 to 784 tiles of the "
                "smallest tensor-core tiles, for 1.3 to 5.8 GFLOP; only splitting their K loop (taps x channels) "
-               "over more CTAs, and a second pass over the partial sums, would fill a wave")),
+               "over more CTAs, and a second pass over the partial sums, would fill a wave. Not split: the pass is "
+               "one more launch, and on the first H200 run every block call was bound by its host time per launch "
+               "(docs/results/gpu-h200-2026-12-04.md)")),
     Reason(("conv2d_general",), blocks=("Mixed_7a",), label="3x3/s2 192->192", why=(
         "small by nature: Inception-v3's stride-2 3x3 conv to 8x8 writes 8192 pixels x 192 channels at batch "
         "128, 768 tiles of 64 x 32 where a wave holds 1056, for 5.4 GFLOP; only splitting its K loop "
-        "(3 x 3 x 192) would fill it")),
+        "(3 x 3 x 192) would fill it, at the cost of one more launch (see the reason above)")),
 )
 
 
