@@ -52,7 +52,8 @@ def test_one_kernel_compiles_for_sm90_and_the_rerun_reads_the_cache(tmp_path):
 
 
 def test_an_unknown_kernel_is_named(tmp_path):
-    result = inspect_command("--kernels", "stem_forward,nosuch", "--cache", str(tmp_path / "cache"), cwd=tmp_path)
+    result = inspect_command("--kernels", "stem_forward,nosuch", "--dtypes", "fp16", "--layouts", "channels_last",
+                             "--cache", str(tmp_path / "cache"), cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown nosuch" in result.stderr and "stem_forward" in result.stderr
 

@@ -5,8 +5,8 @@ one wave with its best-filling candidate, or ``shapes.REASONS`` says why not.
 The arithmetic runs here; what needs offline compiles runs in a subprocess (see test_inspect_command.py) on the
 default compile cache (``~/.cache/fastinception/inspect``, or under ``XDG_CACHE_HOME``), which the report command
 fills too: the first run compiles (about a minute on two cores for Inception-v3's gate), later runs read it back
-in seconds. The default run gates Inception-v3's launches; ``-m slow`` gates GoogLeNet's, Inception-v3's and the
-FID network's.
+in seconds. ``-m slow`` gates GoogLeNet's, Inception-v3's and the FID network's launches; the default run proves
+that the gate fails for a launch forced short and checks a report's numbers.
 """
 import json
 import os
@@ -168,13 +168,8 @@ def _flagged(gate):
                      f"{f['flops'] / 1e9:.1f} GFLOP" for f in gate["unexplained"])
 
 
-def test_inception_v3_launches_fill_a_wave_at_batch_128_or_say_why(tmp_path):
-    gate = _gate(tmp_path, "v3")
-    assert gate["checked"] > 100
-    assert not gate["unexplained"], "under one wave at batch 128, without a reason:\n" + _flagged(gate)
-    assert not gate["stale"], f"open reasons whose launches now fill a wave (remove them): {gate['stale']}"
-
-
+# The gate over every network: about 200 compiles cold, so under -m slow; the default run proves that the gate can
+# fail (the forced case below) and reads a report's numbers (the last test).
 @pytest.mark.slow
 def test_googlenet_v3_and_fid_launches_fill_a_wave_at_batch_128_or_say_why(tmp_path):
     gate = _gate(tmp_path, "googlenet,v3,fid")
