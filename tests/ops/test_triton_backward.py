@@ -69,8 +69,8 @@ def test_ties_in_the_max_pool_give_pytorchs_input_gradient():
 @pytest.mark.fine_tiles  # many programs to reorder
 def test_backward_is_deterministic():
     fast, _ = _pair((20, 9, (12, 17), (5, 7), 6), 5, torch.float32, seed=9)
-    x = make_input((3, 20, 8, 7), "nhwc", device=DEVICE, seed=2).requires_grad_()
-    grad = torch.randn(3, fast.spec.out_channels, 8, 7, device=DEVICE)
+    x = make_input((2, 20, 8, 7), "nhwc", device=DEVICE, seed=2).requires_grad_()
+    grad = torch.randn(2, fast.spec.out_channels, 8, 7, device=DEVICE)
     runs = []
     for seed in range(2):  # every launch's programs in two different orders
         x.grad = None
