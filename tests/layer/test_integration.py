@@ -45,18 +45,22 @@ def _assert_same_run(model, compiled, x, dtype, what):
         not CUDA, reason="the triton backend compiles on CUDA; the CPU case is covered by "
         "test_compile_triton_backend_under_interpreter"))],
 )
-def test_compile_fullgraph_same_outputs_and_grads(backend):
+@pytest.mark.parametrize("compiler", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compile_fullgraph_same_outputs_and_grads(backend, compiler):
+    # aot_eager: Dynamo's whole graph and AOTAutograd's backward, no code generation; inductor generates code too
+    # (C++ on a CPU: half a minute of compiling, so under -m slow there)
     device = "cuda" if backend == "triton" else "cpu"
     model = _two_blocks(backend, device)
-    compiled = torch.compile(copy.deepcopy(model), fullgraph=True)
+    compiled = torch.compile(copy.deepcopy(model), fullgraph=True, backend=compiler)
     x = make_input((2, 6, 5, 7), "nhwc", device=device)
     _assert_same_run(model, compiled, x, torch.float32, f"compile {backend}")
 
 
 @pytest.mark.skipif(CUDA, reason="the interpreter case stands in for the GPU case where there is no CUDA device")
-def test_compile_triton_backend_under_interpreter():
+@pytest.mark.parametrize("compiler", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compile_triton_backend_under_interpreter(compiler):
     model = _two_blocks("triton")
-    compiled = torch.compile(copy.deepcopy(model), fullgraph=True)
+    compiled = torch.compile(copy.deepcopy(model), fullgraph=True, backend=compiler)
     _assert_same_run(model, compiled, make_input((1, 6, 4, 5), "nchw"), torch.float32, "compile triton")
     with torch.no_grad():
         x = make_input((1, 6, 4, 5), "nhwc", seed=1)
