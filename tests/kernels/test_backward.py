@@ -123,6 +123,7 @@ def test_conv_backward(case, dtype):
     check_conv_grads(ref, dtype, grad_y, y, weight, t, gt_fmt, fmt)
 
 
+@pytest.mark.slow  # GoogLeNet's real channel counts; the default run's cases span several channel blocks too
 def test_conv_backward_googlenet_channels():
     # block 3a's 3x3 branch: 96 -> 128 channels
     dtype = torch.float32
@@ -153,7 +154,7 @@ def test_conv_backward_tf32_and_forced_config():
         conv2d_relu_input_grad(grad_y, y, weight, t, grad_t, config={**cfg, "GROUP": 8})
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.float16, marks=pytest.mark.slow)])
 def test_conv_weight_grad_deterministic(dtype):
     # 3 * 10 * 11 = 330 pixels: several reduction chunks under the interpreter
     ref = conv_problem(3, 6, 5, 10, 11, 3, seed=3, dtype=dtype)
@@ -351,6 +352,7 @@ def test_stem_input_grad_nan_and_inf_like_pytorch():
     assert_close(grad_x, ref["grad_x"], dtype, "grad_x with NaN and -inf in x")
 
 
+@pytest.mark.slow  # block 3a's real channel counts; the default run's stem cases span several channel blocks too
 def test_stem_backward_googlenet_3a():
     # block 3a: Cin 192, c1 64, c2a 96, c3a 16, c4 32 (c2b 128, c3b 32 in grad_out between the slices)
     dtype = torch.float32
