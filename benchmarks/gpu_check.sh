@@ -43,6 +43,7 @@ workers=()
 "$python" -c "import xdist" 2>/dev/null && workers=(-n 14)
 "$python" -c "import pytest_timeout" 2>/dev/null && workers+=(--timeout 120)
 export FASTINCEPTION_FAILURE_LOG="$out/failures.txt"
+# FastInception before torch.compile in each case (compiling takes seconds): a step cut by its limit keeps our row
 bench=("$python" -m fastinception bench --dtypes fp16 --layout channels_last --target-ms 100)
 # The kernels, the plans and the layers, compiled; tests/inspect compiles offline for sm_90 and needs no GPU, and the
 # command, convert, fid and train tests exercise no kernel that these leave out: CPU machines run them.
@@ -50,9 +51,9 @@ run 170 tests "$python" -m pytest -v -p no:cacheprovider "${workers[@]}" tests/k
 run 80 networks "${bench[@]}" --blocks none --v3-blocks none --model inception_v3,fid --googlenet-passes fwd \
     --googlenet-batches 128 --fid-batches 200 --contenders eager-nchw,eager-cl,fast-triton --out "$out/networks"
 run 50 v3-blocks "${bench[@]}" --blocks none --v3-blocks Mixed_5b,Mixed_6b,Mixed_7b --passes fwd --batches 128 \
-    --contenders eager-cl,compile,fast-triton --out "$out/v3-blocks"
+    --contenders eager-cl,fast-triton,compile --out "$out/v3-blocks"
 run 50 googlenet-blocks "${bench[@]}" --blocks 3a,4e,5b --v3-blocks none --passes fwd --batches 128 \
-    --contenders eager-cl,compile,fast-triton --out "$out/googlenet-blocks"
+    --contenders eager-cl,fast-triton,compile --out "$out/googlenet-blocks"
 run 40 where-time-goes "$python" benchmarks/where_time_goes.py --models 3a,5b,Mixed_5b
 run 30 large-tensor "$python" benchmarks/large_tensor_check.py
 exit $status
