@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import gzip
 import os
+import pathlib
 import random
 import struct
 import subprocess
@@ -683,11 +684,29 @@ def hand_written_weights(shapes, dtype=torch.float64, seed=0):
 # ----------------------------------------------------------------------------------------------------------------------
 # offline compiles
 
-def inspect_command(*args, cwd) -> subprocess.CompletedProcess:
+# The facts of the inspect tests' offline compiles (``inspect --save-facts``), keyed by Triton's cache key: a test
+# reads the facts of a compile that would be the same here (the same kernel sources, specialization, options, target,
+# Triton and ptxas) instead of making it again, and compiles whatever the file lacks. After changing a kernel, refresh
+# it (one process: the tests merge into one file):
+#     FASTINCEPTION_SAVE_FACTS=1 python -m pytest -q -m "slow or not slow" tests/inspect
+COMPILE_FACTS = pathlib.Path(__file__).parent / "inspect" / "compile-facts-sm90.json"
+
+
+def compile_facts_args() -> list[str]:
+    """The inspect options that read COMPILE_FACTS, and with FASTINCEPTION_SAVE_FACTS=1 merge into it."""
+    args = ["--facts", str(COMPILE_FACTS)] if COMPILE_FACTS.exists() else []
+    if os.environ.get("FASTINCEPTION_SAVE_FACTS") == "1":
+        args += ["--save-facts", str(COMPILE_FACTS)]
+    return args
+
+
+def inspect_command(*args, cwd, facts=True) -> subprocess.CompletedProcess:
     """``python -m fastinception inspect ARGS`` in a subprocess without TRITON_INTERPRET: the test session runs
-    Triton's interpreter, and Triton reads that variable once, when first imported."""
+    Triton's interpreter, and Triton reads that variable once, when first imported. ``facts``: with
+    COMPILE_FACTS (``compile_facts_args``)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    return subprocess.run([sys.executable, "-m", "fastinception", "inspect", *args], env=env, cwd=cwd,
+    extra = compile_facts_args() if facts else []
+    return subprocess.run([sys.executable, "-m", "fastinception", "inspect", *args, *extra], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=1800)
 
 

@@ -127,6 +127,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", type=Path, default=None, metavar="DIR",
                         help="folder of cached compile facts (default ~/.cache/fastinception/inspect)")
     parser.add_argument("--no-cache", action="store_true", help="compile everything, read and write no cache")
+    parser.add_argument("--facts", type=Path, default=None, metavar="FILE",
+                        help="a facts file (--save-facts) read besides the cache: a compile whose key is there, "
+                        "the same kernel source, specialization, options, target and Triton, is not made again")
+    parser.add_argument("--save-facts", type=Path, default=None, metavar="FILE",
+                        help="merge the facts of this run's compiles into FILE (one JSON object, key -> facts)")
 
 
 def _say(text: str) -> None:
@@ -224,13 +229,23 @@ def run(args: argparse.Namespace) -> int:
         _resolve(args)
         _check_output(args.json, "--json")
         _check_output(args.markdown, "--markdown")
+        _check_output(args.save_facts, "--save-facts")
+        if args.facts is not None:
+            from .compile import load_facts
+
+            if not args.facts.is_file():
+                raise UsageError(f"--facts: expected a facts file, found none at {args.facts}")
+            try:
+                args.known_facts = load_facts(args.facts)
+            except ValueError as e:
+                raise UsageError(f"--facts: {e}") from e
     except UsageError as e:
         return report(e)
     if args.shapes:
         return _run_shapes(args)
 
     from .capture import capture
-    from .compile import Binder, Cache, InterpretedKernels, default_cache_dir
+    from .compile import Binder, InterpretedKernels
 
     target = TARGETS[args.target]
     block_args, size = _block(args.block)
@@ -256,13 +271,14 @@ def run(args: argparse.Namespace) -> int:
         binder = Binder(target.capability)
         planned = [(launch, config, binder.job(launch.fn, launch.kwargs, config))
                    for launch in launches for config in launch.configs[: args.configs]]
-    cache = Cache(None if args.no_cache else (args.cache or default_cache_dir()))
+    cache = _cache(args)
     jobs = [job for _, _, job in planned]
     distinct = len({job.key for job in jobs})
     _say(f"{len(planned)} rows, {distinct} distinct compiles for {target.name} "
          f"({time.perf_counter() - started:.1f} s); compiling with {args.jobs} job(s), cache {cache.path or 'off'} ...")
     results = _compile(jobs, args.jobs, cache, {job.key: (launch, config) for launch, config, job in planned})
     wall = time.perf_counter() - started
+    _save_facts(args, results)
 
     result = _report(args, target, planned, results, wall)
     if args.json is not None:
@@ -275,6 +291,19 @@ def run(args: argparse.Namespace) -> int:
     if written:
         _say(f"\nwritten: {', '.join(written)}")
     return 1 if result["header"]["failed"] else 0
+
+
+def _cache(args):
+    from .compile import Cache, default_cache_dir
+
+    return Cache(None if args.no_cache else (args.cache or default_cache_dir()), getattr(args, "known_facts", None))
+
+
+def _save_facts(args, results: dict) -> None:
+    if args.save_facts is not None:
+        from .compile import save_facts
+
+        save_facts(args.save_facts, results)
 
 
 def _compile(jobs, workers, cache, what) -> dict:
@@ -425,7 +454,7 @@ def _shapes_scope(args: argparse.Namespace) -> str:
 def _run_shapes(args: argparse.Namespace) -> int:
     from . import shapes
     from .capture import capture
-    from .compile import Binder, Cache, InterpretedKernels, default_cache_dir
+    from .compile import Binder, InterpretedKernels
 
     target = TARGETS[args.target]
     batches = [shapes.GATE_BATCH] if args.gate else args.batches
@@ -470,7 +499,7 @@ def _run_shapes(args: argparse.Namespace) -> int:
                         planned[index, batch] = [(c, None) for c in configs]
                         continue
                 planned[index, batch] = [(c, binder.job(launch.fn, launch.kwargs, c)) for c in configs]
-    cache = Cache(None if args.no_cache else (args.cache or default_cache_dir()))
+    cache = _cache(args)
     compiled = [(found[index]["kernel"], job) for (index, _), pairs in planned.items() for _, job in pairs
                 if job is not None]
     distinct = len({job.key for _, job in compiled})
@@ -480,6 +509,7 @@ def _run_shapes(args: argparse.Namespace) -> int:
             for config, job in pairs if job is not None}
     results = _compile([job for _, job in compiled], args.jobs, cache, what) if compiled else {}
     wall = time.perf_counter() - started
+    _save_facts(args, results)
 
     launches, failed = [], []
     for index, entry in enumerate(found):

@@ -166,18 +166,20 @@ def default_cache_dir() -> Path:
 
 
 class Cache:
-    """One JSON file of facts per compile key; failed compiles are not cached."""
+    """One JSON file of facts per compile key; failed compiles are not cached. ``known``: facts read from a facts
+    file (``load_facts``), consulted where the folder has none."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, known: dict | None = None):
         self.path = path
+        self.known = known or {}
 
     def get(self, key: str) -> dict | None:
-        if self.path is None:
-            return None
-        try:
-            return json.loads((self.path / f"{key}.json").read_text())
-        except (OSError, ValueError):
-            return None
+        if self.path is not None:
+            try:
+                return json.loads((self.path / f"{key}.json").read_text())
+            except (OSError, ValueError):
+                pass
+        return self.known.get(key)
 
     def put(self, key: str, facts: dict) -> None:
         if self.path is None or "error" in facts:
@@ -186,6 +188,32 @@ class Cache:
         tmp = self.path / f".{key}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(facts))
         os.replace(tmp, self.path / f"{key}.json")
+
+
+# A facts file: the facts of many compiles in one JSON object, key -> facts. The key is Triton's cache key (the
+# kernels' sources, the specialization, the options, the target, Triton's and ptxas's versions), so a file written
+# by another checkout or machine gives only the facts of compiles that would be the same here.
+
+def load_facts(path: Path) -> dict:
+    """key -> facts of the facts file at ``path``; an absent file has none."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    try:
+        facts = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"{path} is not JSON ({e})") from e
+    if not isinstance(facts, dict) or not all(isinstance(v, dict) for v in facts.values()):
+        raise ValueError(f"{path}: expected a JSON object of compile key -> facts")
+    return facts
+
+
+def save_facts(path: Path, results: dict) -> None:
+    """Merge ``results`` (``compile_all``'s key -> facts) into the facts file at ``path``, failed compiles left out."""
+    facts = load_facts(path)
+    facts.update({key: {k: v for k, v in r.items() if k != "cached"} for key, r in results.items() if "error" not in r})
+    path.write_text(json.dumps(dict(sorted(facts.items())), indent=0, sort_keys=True) + "\n")
 
 
 def compile_all(jobs: list[Job], workers: int, cache: Cache, done=None) -> dict:

@@ -23,8 +23,9 @@ REDUCTIONS_WITHOUT_DOT = ("reduce_partials",)
 
 
 def _rows(directory, *args):
-    result = inspect_command(*args, "--cache", str(directory / "cache"), "--json", "report.json", "--jobs", "2",
-                             cwd=directory)
+    # the default compile cache, as the launch-shape tests use it: a kernel compiled by one test (or by the default
+    # run before -m slow) is read back by the next, not compiled again
+    result = inspect_command(*args, "--json", "report.json", "--jobs", "2", cwd=directory)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((directory / "report.json").read_text())
     assert report["header"]["failed"] == [] and report["rows"]

@@ -22,7 +22,7 @@ KERNEL_ARGS = ["--kernels", "conv2d_bias_relu_pair", "--dtypes", "fp16", "--layo
 def test_one_kernel_compiles_for_sm90_and_the_rerun_reads_the_cache(tmp_path):
     cache = tmp_path / "cache"
     args = [*KERNEL_ARGS, "--cache", str(cache), "--json", "report.json", "--markdown", "report.md"]
-    first = inspect_command(*args, cwd=tmp_path)
+    first = inspect_command(*args, cwd=tmp_path, facts=False)  # this test is about the cache: no facts file
     assert first.returncode == 0, first.stdout + first.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     header, rows = report["header"], report["rows"]
@@ -44,7 +44,7 @@ def test_one_kernel_compiles_for_sm90_and_the_rerun_reads_the_cache(tmp_path):
     assert "| " + " | ".join(ROW_FIELDS) + " |" in markdown and "not timings" in markdown
     assert header["compiles"]["unique"] == 2 and header["compiles"]["cached"] == 0
 
-    again = inspect_command(*[*args[:-4], "--json", "again.json"], cwd=tmp_path)
+    again = inspect_command(*[*args[:-4], "--json", "again.json"], cwd=tmp_path, facts=False)
     assert again.returncode == 0, again.stdout + again.stderr
     cached = json.loads((tmp_path / "again.json").read_text())
     assert cached["header"]["compiles"]["cached"] == 2
@@ -75,3 +75,28 @@ def test_a_report_path_that_is_a_directory_is_refused(monkeypatch, capsys, tmp_p
 def test_importing_the_commands_leaves_triton_unimported():
     code = "import sys, fastinception.__main__; sys.exit('triton' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_a_facts_file_gives_the_facts_of_the_compiles_it_holds(tmp_path):
+    from fastinception.inspect.compile import Cache, Job, compile_all, load_facts, save_facts
+
+    path = tmp_path / "facts.json"
+    assert load_facts(path) == {}
+    save_facts(path, {"k1": {"registers": 40, "cached": False}, "failed": {"error": "ptxas died"}})
+    save_facts(path, {"k2": {"registers": 64, "cached": True}})  # merged, not replaced
+    assert load_facts(path) == {"k1": {"registers": 40}, "k2": {"registers": 64}}
+    # no cache folder, one worker: a job whose key the file holds is read, none is compiled (this one could not be)
+    job = Job("k1", "no.such.module", "kernel", {}, {}, {}, {}, 90)
+    assert compile_all([job], 1, Cache(None, load_facts(path))) == {"k1": {"registers": 40, "cached": True}}
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object of compile key -> facts"):
+        load_facts(path)
+
+
+def test_a_missing_or_broken_facts_file_is_refused(monkeypatch, capsys, tmp_path):
+    monkeypatch.delenv("TRITON_INTERPRET")  # the options are checked before any import of the kernels
+    assert main(["inspect", "--facts", str(tmp_path / "none.json")]) == 2
+    assert "--facts: expected a facts file, found none at" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text("{")
+    assert main(["inspect", "--facts", str(tmp_path / "broken.json")]) == 2
+    assert "is not JSON" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from fastinception.inspect.capture import Launch
 from fastinception.inspect.occupancy import TARGETS
 from fastinception.inspect.shapes import GATE_BATCH, GATE_FLOPS, Reason
 
-from helpers import inspect_command
+from helpers import compile_facts_args, inspect_command
 
 SM90 = TARGETS["sm_90"]
 FIELDS = ("grid", "ctas_per_sm", "waves", "tail_fill", "k_iters")
@@ -188,14 +188,14 @@ from fastinception.kernels import conv2d_general
 conv2d_general._conv2d_general_kernel.configs = [
     triton.Config({"BLOCK_M": 256, "BLOCK_N": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3)]
 sys.exit(main(["inspect", "--shapes", "v3", "--gate", "--block", "Mixed_7b", "--kernels", "conv2d_general",
-               "--jobs", "2", "--json", "forced.json"]))
+               "--jobs", "2", "--json", "forced.json", *sys.argv[1:]]))
 """
 
 
 def test_the_gate_fails_for_a_launch_forced_short(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(FORCED_SHORT)], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=1800)
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(FORCED_SHORT), *compile_facts_args()],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 1, result.stdout + result.stderr
     gate = json.loads((tmp_path / "forced.json").read_text())["gate"]
     assert not gate["passed"]
