@@ -686,8 +686,9 @@ def hand_written_weights(shapes, dtype=torch.float64, seed=0):
 
 # The facts of the inspect tests' offline compiles (``inspect --save-facts``), keyed by Triton's cache key: a test
 # reads the facts of a compile that would be the same here (the same kernel sources, specialization, options, target,
-# Triton and ptxas) instead of making it again, and compiles whatever the file lacks. After changing a kernel, refresh
-# it (one process: the tests merge into one file):
+# Triton and ptxas) instead of making it again, and compiles whatever the file lacks. After changing a kernel, write
+# it anew (one process: the tests merge into one file; removing it first drops the facts of kernels gone):
+#     rm tests/inspect/compile-facts-sm90.json
 #     FASTINCEPTION_SAVE_FACTS=1 python -m pytest -q -m "slow or not slow" tests/inspect
 COMPILE_FACTS = pathlib.Path(__file__).parent / "inspect" / "compile-facts-sm90.json"
 
