@@ -3,7 +3,7 @@
     python benchmarks/where_time_goes.py [--models 3a,5b,Mixed_5b] [--batch 128] [--dtype fp16]
 
 For each block, eager channels_last and FastInception (triton backend, channels_last, inference) are timed four
-ways after warm-up (autotuning included): one event pair per call (what ``bench`` reports), one event pair around
+ways after warm-up (autotuning included): one event pair per call, synchronized after each, one event pair around
 50 back-to-back calls (host and device overlap), replays of a CUDA graph of one call (device time alone, no host),
 and the profiler's sum of kernel times per call with the kernel names. Per-call time well above graph time means the
 host bounds the call. Needs CUDA.

@@ -108,9 +108,14 @@ def _weight_grad_taps(a):
     return a["KH"] * a["KW"] if a["HAS_W"] else 1
 
 
+def _wgrad_flops(a, taps):
+    """A weight gradient's multiply-adds over ``taps`` kernel taps, and its bias gradient's additions."""
+    return ((2 * a["P"] * a["C_OUT"] * a["C_IN"] * taps if a["HAS_W"] else 0)
+            + (a["P"] * a["C_OUT"] if a["HAS_B"] else 0))
+
+
 def _weight_grad_flops(a):
-    weight = 2 * a["P"] * a["C_OUT"] * a["C_IN"] * _weight_grad_taps(a) if a["HAS_W"] else 0
-    return weight + (a["P"] * a["C_OUT"] if a["HAS_B"] else 0)
+    return _wgrad_flops(a, _weight_grad_taps(a))
 
 
 def _weight_grad_k(a, meta, ctas):
@@ -146,11 +151,6 @@ def _stem_wgrad_flops(a):
             + a["P"] * (c123 * a["HAS_B123"] + c4 * a["HAS_B4"]))
 
 
-def _conv_wgrad_flops(a):
-    return ((2 * a["P"] * a["C_OUT"] * a["C_IN"] * a["TAPS"] if a["HAS_W"] else 0)
-            + (a["P"] * a["C_OUT"] if a["HAS_B"] else 0))
-
-
 WORK = {
     # block programs (Inception-v3, the FID network, any program)
     "pointwise_stem": Work(
@@ -175,7 +175,7 @@ WORK = {
         lambda a: 2 * a["P"] * a["C_IN"] * a["C_OUT"] * a["KSIZE"] ** 2,
         lambda a, meta, ctas: a["KSIZE"] ** 2 * cdiv(a["C_OUT"], meta["BLOCK_K"])),
     "conv_relu_wgrad": Work(
-        _conv_wgrad_flops,
+        lambda a: _wgrad_flops(a, a["TAPS"]),
         lambda a, meta, ctas: _pixel_k(a, meta, ctas, 1)),
     "stem_dgrad": Work(
         lambda a: 2 * a["P"] * a["C_IN"] * (a["C1"] + a["C2"] + a["C3"]) + _maxpool3x3(a, a["dpool_ptr"] is not None),
