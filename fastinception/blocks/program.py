@@ -10,6 +10,8 @@ order in which torchvision and pytorch-fid define their blocks' convs.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import numbers
 from collections.abc import Iterator
 
@@ -187,6 +189,14 @@ class BlockProgram:
             raise ValueError(f"a block program needs one or more Branch, got {self.branches!r}")
         if self.residual is not None and not isinstance(self.residual, Residual):
             raise ValueError(f"residual must be a Residual or None, got {self.residual!r}")
+        # Not a field (equality and hashing ignore it): the program as the custom ops take it, kept here so that
+        # torch.compile reads a constant instead of tracing the encoder.
+        object.__setattr__(self, "text", _to_text(self))
+
+    @staticmethod
+    def from_text(text: str) -> BlockProgram:
+        """The program whose ``text`` this is (cached: the custom ops decode it on every call)."""
+        return _from_text(text)
 
     @property
     def branch_channels(self) -> tuple[int, ...]:
@@ -254,3 +264,27 @@ class BlockProgram:
                 raise ValueError(f"conv {k} of {self.name or 'block'} (branch {slot.branch}): expected weight "
                                  f"{slot.weight_shape} and bias ({slot.conv.out_channels},) or None, got "
                                  f"{tuple(w.shape)} and {got}")
+
+
+def _op_fields(op: Conv | Pool) -> list:
+    return [type(op).__name__, *(getattr(op, f.name) for f in dataclasses.fields(op))]
+
+
+def _to_text(program: BlockProgram) -> str:
+    """A compact JSON form of every field, ops tagged with their type."""
+    branches = [[[_op_fields(op) for op in b.ops], [_op_fields(c) for c in b.split]] for b in program.branches]
+    residual = None if program.residual is None else [program.residual.scale, program.residual.relu]
+    return json.dumps([program.in_channels, branches, residual, program.name], separators=(",", ":"))
+
+
+@functools.cache
+def _from_text(text: str) -> BlockProgram:
+    def op(fields):
+        kind, *values = fields
+        values = [tuple(v) if isinstance(v, list) else v for v in values]
+        return {"Conv": Conv, "Pool": Pool}[kind](*values)
+
+    in_channels, branches, residual, name = json.loads(text)
+    return BlockProgram(in_channels, tuple(Branch(tuple(map(op, ops)), tuple(map(op, split)))
+                                           for ops, split in branches),
+                        None if residual is None else Residual(*residual), name)

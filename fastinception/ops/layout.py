@@ -37,3 +37,9 @@ def empty_in_layout_of(x: torch.Tensor, shape, dtype: torch.dtype | None = None)
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """``x`` itself when its channels are adjacent in memory, else a channels-last copy: what the kernels read."""
     return x if channels_adjacent(x) else x.contiguous(memory_format=torch.channels_last)
+
+
+def in_dtype(x: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """``x`` itself when it is None or already ``dtype``, else a converted copy: the kernels' operands, with no op
+    run for nothing inside a custom op."""
+    return x if x is None or x.dtype == dtype else x.to(dtype)

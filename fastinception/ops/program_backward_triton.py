@@ -23,7 +23,7 @@ import functools
 import torch
 
 from ..blocks.program import Conv, Pool
-from .layout import channels_last, empty_in_layout_of
+from .layout import channels_last, empty_in_layout_of, in_dtype
 from .program_plan_triton import ConvStep, PoolStep, PrologueStep, Tape
 from .streams import on_device, side_streams
 
@@ -95,12 +95,12 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
         return _residual_backward(tape, out, weights, grad_out, need_x=need_x, need_weights=need_weights,
                                   allow_tf32=allow_tf32, streams=streams)
     x = tape.x
-    weights = [tuple(None if t is None else t.to(x.dtype) for t in pair) for pair in weights]
+    weights = [tuple(in_dtype(t, x.dtype) for t in pair) for pair in weights]
     grads = [(torch.empty_like(w) if need_w else None, torch.empty_like(b) if b is not None and need_b else None)
              for (w, b), (need_w, need_b) in zip(weights, need_weights)]
     # the kernels read activations and weights along channels, as the forward reads activations (NCHW activations or
     # OIHW weights spill registers on sm_90); the weight copies are small beside the activations
-    grad_out, out = (channels_last(t) for t in (grad_out.to(x.dtype), out))
+    grad_out, out = (channels_last(t) for t in (in_dtype(grad_out, x.dtype), out))
     weights = [(channels_last(w), b) for w, b in weights]
     grad_x = empty_in_layout_of(x, x.shape, partial_dtype(x.dtype)) if need_x else None
     conv_input_grad = functools.partial(launch_conv2d_input_grad, allow_tf32=allow_tf32)
@@ -200,11 +200,11 @@ def _residual_backward(tape: Tape, out, weights, grad_out, *, need_x, need_weigh
 
     step, x = tape.residual, tape.x
     relu, scale = step.residual.relu, step.residual.scale
-    w, b = (None if t is None else t.to(x.dtype) for t in weights[step.slot])
+    w, b = (in_dtype(t, x.dtype) for t in weights[step.slot])
     need_w, need_b = need_weights[step.slot]
     grad_w = torch.empty_like(w) if need_w else None
     grad_b = torch.empty_like(b) if b is not None and need_b else None
-    grad_out, out = (channels_last(t) for t in (grad_out.to(x.dtype), out))
+    grad_out, out = (channels_last(t) for t in (in_dtype(grad_out, x.dtype), out))
     grad_cat = empty_in_layout_of(step.cat, step.cat.shape)
     with on_device(x):
         launch_conv2d_weight_grad(grad_out, out, step.cat, grad_w, grad_b, relu=relu, scale=scale,

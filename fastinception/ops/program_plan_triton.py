@@ -12,8 +12,8 @@ The plan, per program (``triton_plan``):
 
 Launch count of a program: ``launch_count(program)``. No PyTorch compute op runs in the forward (an NCHW ``x`` is
 copied to channels-last once, as GoogLeNet's triton path does). Each branch's launches are ``ConvStep`` /
-``PoolStep`` / ``PrologueStep`` records; the forward can hand them over as a ``Tape``, which the backward
-(``program_backward_triton``) walks back.
+``PoolStep`` / ``PrologueStep`` records (``lay_out``); the forward can save its input and intermediate buffers, from
+which ``tape_of`` rebuilds them as the ``Tape`` that the backward (``program_backward_triton``) walks back.
 """
 from __future__ import annotations
 
@@ -106,10 +106,11 @@ def triton_plan(program: BlockProgram) -> TritonPlan:
     return TritonPlan(tuple(heads), tuple(pool_heads), tuple(branches))
 
 
-def launch_count(program: BlockProgram) -> int:
-    """Kernel launches of one forward of ``program`` on the triton backend (channels-last input)."""
+def launch_count(program: BlockProgram, recorded: bool = False) -> int:
+    """Kernel launches of one forward of ``program`` on the triton backend (channels-last input); ``recorded``: when
+    autograd records it, one more (the output's ReLU mask, ``kernels/relu_mask.py``)."""
     plan = triton_plan(program)
-    count = len(plan.stem_launches()) + int(program.residual is not None)
+    count = len(plan.stem_launches()) + int(program.residual is not None) + int(recorded)
     for b in plan.branches:
         count += int(b.head is not None and b.head.commuted) + len(b.ops) + (len(b.split) + 1) // 2
     return count
@@ -179,103 +180,101 @@ def without_outputs(step):
     return step if step.out_slice is None else dataclasses.replace(step, dest=None)
 
 
-def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
-                       streams: bool = True, record: list | None = None) -> torch.Tensor:
-    """``program`` on ``x`` with ``weights`` into ``out`` (shapes checked by the caller), with the Triton kernels.
-    Not differentiable: ``ProgramTriton`` is, and passes ``record`` (a list) to receive the forward's ``Tape``.
-    Under torch.compile it runs as it is (a graph break) instead of being traced through the launchers, the
-    autotuner and the streams."""
-    return _not_traced()(program, weights, x, out, allow_tf32=allow_tf32, streams=streams, record=record)
-
-
-@functools.cache
-def _not_traced():
-    # wrapped on first use, not at import: torch.compiler.disable imports torch._dynamo, which imports triton, and
-    # importing fastinception must leave TRITON_INTERPRET's choice open
-    return torch.compiler.disable(_run_program_triton)
-
-
-def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
-                        streams: bool = True, record: list | None = None) -> torch.Tensor:
-    require_launchable(x)
-    again = functools.partial(run_program_triton, program, allow_tf32=allow_tf32, streams=streams, record=record)
+def kernel_input(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as the kernels read it: channels-last (a copy of an NCHW ``x``), fp32 for bf16 on Triton's CPU
+    interpreter, which computes bf16 wrongly (on a GPU bf16 runs as bf16). Decided by dtype, device and strides
+    alone, so the custom op's fake implementation makes the same choice."""
     if not channels_adjacent(x):
-        return again(weights, x.contiguous(memory_format=torch.channels_last), out)
-    if bf16_on_interpreter(x.dtype, x.device):
-        # Triton's CPU interpreter computes bf16 wrongly: fp32, then rounded (on a GPU bf16 runs as bf16)
-        out32 = empty_in_layout_of(out, out.shape, torch.float32)
-        again([tuple(None if t is None else t.float() for t in p) for p in weights], x.float(), out32)
-        return out.copy_(out32)
-    if may_share_elements(x, out):  # the stem reads x while later launches write out
-        fresh = empty_in_layout_of(out, out.shape)
-        again(weights, x, fresh)
-        return out.copy_(fresh)
-    from ..kernels.conv2d_general import launch_conv2d_general
-    from ..kernels.pointwise_stem import launch_pointwise_stem
-    from ..kernels.pool2d import launch_pool2d
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x.float() if bf16_on_interpreter(x.dtype, x.device) else x
 
+
+def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
+                       streams: bool = True, saved: list | None = None) -> torch.Tensor:
+    """``program`` on ``x`` with ``weights`` into ``out`` (shapes checked by the caller), with the Triton kernels; what
+    the custom op ``program_triton_ops.program_forward`` runs. With ``saved`` (a list), it receives what the backward
+    needs: ``kernel_input(x)``, then every intermediate buffer in allocation order, which ``tape_of`` turns back
+    into the forward's ``Tape``."""
+    require_launchable(x)
+    x_read = kernel_input(x)
+    if x_read.dtype != out.dtype:  # bf16 on the interpreter: fp32 throughout, the output rounded once
+        out32 = empty_in_layout_of(out, out.shape, torch.float32)
+        weights = [tuple(None if t is None else t.float() for t in pair) for pair in weights]
+        run_program_triton(program, weights, x_read, out32, allow_tf32=allow_tf32, streams=streams, saved=saved)
+        return out.copy_(out32)
+    if may_share_elements(x_read, out):  # the stem reads x while later launches write out
+        if saved is not None:  # the autograd Function saves a copy of such an x before it gets here
+            raise RuntimeError("a block program's out= shares memory with its input x, whose values the backward "
+                               "needs: pass an out= apart from x, or run without autograd")
+        fresh = empty_in_layout_of(out, out.shape)
+        run_program_triton(program, weights, x_read, fresh, allow_tf32=allow_tf32, streams=streams)
+        return out.copy_(fresh)
+
+    def buffer(shape):
+        made = empty_in_layout_of(x_read, shape)
+        if saved is not None:
+            saved.append(made)
+        return made
+
+    if saved is not None:
+        saved.append(x_read)
+    tape = lay_out(program, x_read, out, buffer)
+    if x_read.shape[0]:
+        _launch(program, tuple(weights), tape, out, allow_tf32, streams)
+    return out
+
+
+def tape_of(program: BlockProgram, saved, out: torch.Tensor) -> Tape:
+    """The ``Tape`` of the forward whose ``saved`` list this is; ``out``: any tensor of the output's shape (the tape
+    leaves the output's slices out)."""
+    x, *buffers = saved
+    buffers = iter(buffers)
+
+    def buffer(shape):
+        made = next(buffers)
+        assert tuple(made.shape) == tuple(shape), (made.shape, shape)
+        return made
+
+    tape = lay_out(program, x, out, buffer)
+    return dataclasses.replace(tape, branches=tuple(tuple(map(without_outputs, steps)) for steps in tape.branches))
+
+
+def lay_out(program: BlockProgram, x: torch.Tensor, out: torch.Tensor, buffer) -> Tape:
+    """Every step of one forward on ``x`` into ``out``, output slices included, each intermediate from
+    ``buffer(shape)`` (all allocated before a launch: see ``streams.side_streams``)."""
     if program.residual is not None:
         # the branches into a concatenation buffer, then one launch: out <- relu?(x + scale * conv1x1(cat))
         branches = dataclasses.replace(program, residual=None)
-        cat = empty_in_layout_of(x, (x.shape[0], branches.out_channels, x.shape[2], x.shape[3]))
-        inner = None if record is None else []
-        _run_program_triton(branches, tuple(weights)[:-1], x, cat, allow_tf32=allow_tf32, streams=streams,
-                            record=inner)
-        w, b = tuple(weights)[-1]
-        with on_device(x):
-            launch_conv2d_general(cat, [(w, b, out, (1, 1), (1, 1), (0, 0), program.residual.relu)],
-                                  residual=(x, program.residual.scale), allow_tf32=allow_tf32)
-        if record is not None:
-            record.append(dataclasses.replace(inner[0], residual=ResidualStep(program.residual, len(weights) - 1,
-                                                                              cat)))
-        return out
-
+        cat = buffer((x.shape[0], branches.out_channels, x.shape[2], x.shape[3]))
+        inner = lay_out(branches, x, cat, buffer)
+        return dataclasses.replace(inner, residual=ResidualStep(program.residual, len(program.conv_slots()) - 1,
+                                                                cat))
     plan = triton_plan(program)
     slots = program.conv_slots()
-    weights = tuple(weights)
     H, W = x.shape[2], x.shape[3]
-
-    def buffer(channels, h, w):
-        return empty_in_layout_of(x, (x.shape[0], channels, h, w))
 
     def dest_of(channels, h, w, into: slice | None):
         # a branch's last op writes its slice of out; the others a buffer of their own
-        return (out[:, into], into) if into is not None else (buffer(channels, h, w), None)
+        return (out[:, into], into) if into is not None else (buffer((x.shape[0], channels, h, w)), None)
 
-    def step_launch(step):
-        src = x if step.src is None else step.src
-        if isinstance(step, PoolStep):
-            return functools.partial(
-                launch_pool2d, src, step.dest, kind=step.pool.kind, kernel=step.pool.kernel, stride=step.pool.stride,
-                padding=step.pool.padding, count_include_pad=step.pool.count_include_pad,
-                bias=None if step.bias_slot is None else weights[step.bias_slot][1], relu=step.relu)
-        return functools.partial(launch_conv2d_general, src, [
-            (*weights[slot], dest, conv.kernel, conv.stride, conv.padding, conv.relu)
-            for conv, slot, dest, _ in step.convs
-        ], allow_tf32=allow_tf32)
-
-    # Every buffer is allocated here, on the caller's stream, before the branches fork (see streams.side_streams).
-    stem_dest, work, tape = {}, [], []
-    for i, (b, branch_slice) in enumerate(zip(plan.branches, program.slices)):
-        steps, in_stem, (h, w) = [], 0, (H, W)
+    branches = []
+    for b, branch_slice in zip(plan.branches, program.slices):
+        steps, (h, w) = [], (H, W)
         done_in_head = branch_slice if not b.ops and not b.split else None
         src = None
         if b.head is not None:
             conv = slots[b.head.slot].conv
             if b.head.commuted:
-                stem_dest[i] = buffer(conv.out_channels, H, W)  # the raw 1x1 output, pooled next
+                raw = buffer((x.shape[0], conv.out_channels, H, W))  # the raw 1x1 output, pooled next
                 h, w = b.head.pool.out_size(H, W)
                 src, at = dest_of(conv.out_channels, h, w, done_in_head)
-                steps += [ConvStep(None, ((dataclasses.replace(conv, relu=False), b.head.slot, stem_dest[i], None),),
+                steps += [ConvStep(None, ((dataclasses.replace(conv, relu=False), b.head.slot, raw, None),),
                                    bias=False),
-                          PoolStep(b.head.pool, stem_dest[i], src, at, b.head.slot, conv.relu)]
-                in_stem = 1
+                          PoolStep(b.head.pool, raw, src, at, b.head.slot, conv.relu)]
             else:
                 src, at = dest_of(conv.out_channels, H, W, done_in_head)
-                stem_dest[i] = src
                 steps.append(ConvStep(None, ((conv, b.head.slot, src, at),)) if b.head.pool is None
                              else PrologueStep(b.head.pool, conv, b.head.slot, src, at))
-                in_stem = 1
         for j, (op, slot) in enumerate(b.ops):
             h, w = op.out_size(h, w)
             channels = op.out_channels if isinstance(op, Conv) else (x if src is None else src).shape[1]
@@ -289,14 +288,52 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
             split.append((conv, slot, out[:, at], at))
             start = at.stop
         steps += [ConvStep(src, tuple(split[k:k + 2])) for k in range(0, len(split), 2)]
-        tape.append(tuple(steps))
-        if len(steps) > in_stem:
-            work.append([step_launch(step) for step in steps[in_stem:]])
-    if record is not None:
-        record.append(Tape(x, tuple(tuple(without_outputs(s) for s in steps) for steps in tape)))
-    if x.shape[0] == 0:
-        return out
+        branches.append(tuple(steps))
+    return Tape(x, tuple(branches))
 
+
+def _head_dest(step) -> torch.Tensor:
+    """Where the stem writes a branch's head: its first step's destination."""
+    return step.dest if isinstance(step, PrologueStep) else step.convs[0][2]
+
+
+def _launch(program: BlockProgram, weights: tuple, tape: Tape, out: torch.Tensor, allow_tf32: bool,
+            streams: bool) -> None:
+    """The launches of ``tape`` (output slices included): the stem, then each branch's remaining steps on its own
+    stream; a residual program's projection, into ``out``, last."""
+    from ..kernels.conv2d_general import launch_conv2d_general
+    from ..kernels.pointwise_stem import launch_pointwise_stem
+    from ..kernels.pool2d import launch_pool2d
+
+    x = tape.x
+    if tape.residual is not None:
+        branches = dataclasses.replace(program, residual=None)
+        _launch(branches, weights[:-1], dataclasses.replace(tape, residual=None), tape.residual.cat, allow_tf32,
+                streams)
+        w, b = weights[-1]
+        with on_device(x):
+            launch_conv2d_general(tape.residual.cat, [(w, b, out, (1, 1), (1, 1), (0, 0), program.residual.relu)],
+                                  residual=(x, program.residual.scale), allow_tf32=allow_tf32)
+        return
+
+    def step_launch(step):
+        src = x if step.src is None else step.src
+        if isinstance(step, PoolStep):
+            return functools.partial(
+                launch_pool2d, src, step.dest, kind=step.pool.kind, kernel=step.pool.kernel, stride=step.pool.stride,
+                padding=step.pool.padding, count_include_pad=step.pool.count_include_pad,
+                bias=None if step.bias_slot is None else weights[step.bias_slot][1], relu=step.relu)
+        return functools.partial(launch_conv2d_general, src, [
+            (*weights[slot], dest, conv.kernel, conv.stride, conv.padding, conv.relu)
+            for conv, slot, dest, _ in step.convs
+        ], allow_tf32=allow_tf32)
+
+    plan, slots = triton_plan(program), program.conv_slots()
+    stem_dest = {i: _head_dest(steps[0]) for i, (b, steps) in enumerate(zip(plan.branches, tape.branches))
+                 if b.head is not None}
+    work = [[step_launch(step) for step in steps[b.head is not None:]]
+            for b, steps in zip(plan.branches, tape.branches)]
+    work = [launches for launches in work if launches]
     with on_device(x):
         for heads, pool_head in plan.stem_launches():
             segments = [(weights[h.slot][0], None, stem_dest[h.branch], False) if h.commuted
@@ -311,4 +348,3 @@ def _run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: to
                 with context:
                     for start_launch in launches:
                         start_launch()
-    return out

@@ -107,7 +107,8 @@ def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
     with record_launches() as log:
         y = program_triton(program, weights, x, out)
     if fmt == "nhwc":
-        assert log.launches == launch_count(program) == LAUNCHES[name]
+        # autograd records this forward: one launch more, the output's ReLU mask that the backward reads
+        assert log.launches == launch_count(program, recorded=True) == LAUNCHES[name] + 1
         assert [op for op in log.ops if op not in ALLOCATION_AND_VIEW_OPS] == []
     assert y.is_contiguous(memory_format=FORMATS[fmt])
     leaves64 = [t.detach().double().requires_grad_() for t in [x, *(t for pair in weights for t in pair)]]
@@ -345,14 +346,3 @@ def test_torch_compile_runs_the_kernels_as_they_are():
     want.square().sum().backward()
     got.square().sum().backward()
     assert torch.equal(xb.grad, xa.grad)
-
-
-def test_backward_refuses_an_output_changed_in_place():
-    # the backward reads the block's output (its ReLU masks): autograd's version check refuses a changed one
-    program, side = CASES["v3_B"]
-    weights = _weights(program, torch.float64, seed=2, grad=True)
-    x = make_input((1, program.in_channels, side, side), "nhwc", torch.float64, seed=4, device=DEVICE)
-    y = program_triton(program, weights, x, _poisoned_out(program, x, "nhwc"))
-    y.mul_(2)
-    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
-        y.sum().backward()
