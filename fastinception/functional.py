@@ -29,6 +29,14 @@ def resolve_backend(name: str, x: torch.Tensor) -> str:
     return name
 
 
+def copies_into_out(out: torch.Tensor | None) -> bool:
+    """Whether a block gives its result to ``out=`` by a copy instead of writing it in place: under torch.compile
+    when autograd tracks ``out`` (a slice of a buffer in the graph). Compiled graphs lose the zero gradient that an
+    in-place write gives the values it overwrites (an autograd Function marking a view dirty), which ``copy_``
+    keeps; eager writes in place."""
+    return out is not None and out.requires_grad and torch.is_grad_enabled() and torch.compiler.is_compiling()
+
+
 def inception(
     x: torch.Tensor,
     params: BlockParams,
@@ -62,6 +70,9 @@ def inception(
         out = empty_in_layout_of(x, (x.shape[0], spec.out_channels, x.shape[2], x.shape[3]))
     else:
         check_out(out, x, spec)
+        if copies_into_out(out):
+            return out.copy_(inception(x, params, spec, backend=backend, deterministic=deterministic,
+                                       branches=branches))
     # Nothing to launch for an empty batch; the PyTorch ops still give it an autograd graph.
     if x.shape[0] != 0 and plan == "triton":
         return inception_triton(x, params, out, deterministic=deterministic, branches=branches)

@@ -469,9 +469,10 @@ def shuffled_programs(seed: int):
 
 
 # Ops that only allocate or view memory: anything else recorded in a triton pass is PyTorch compute.
-ALLOCATION_AND_VIEW_OPS = {"empty", "empty_strided", "slice", "select", "as_strided", "alias", "detach", "view", "t"}
-# The backward also allocates its gradient buffers like existing tensors and views a scratch buffer permuted.
-BACKWARD_BUFFER_OPS = ALLOCATION_AND_VIEW_OPS | {"empty_like", "new_empty", "permute"}
+ALLOCATION_AND_VIEW_OPS = {"empty", "empty_strided", "slice", "select", "as_strided", "alias", "detach", "view", "t",
+                          "permute"}
+# The backward also allocates its gradient buffers like existing tensors.
+BACKWARD_BUFFER_OPS = ALLOCATION_AND_VIEW_OPS | {"empty_like", "new_empty"}
 
 
 class _OpRecorder(TorchDispatchMode):

@@ -33,9 +33,13 @@ def _one_op(op: Conv | Pool, in_channels: int) -> BlockProgram:
     return BlockProgram(in_channels, (Branch((op,)),))
 
 
-# the stem's convs as one-conv programs, for the triton backend
+# the stem's convs and pools and the pixel averages at each tap as one-op programs, for the triton backend: built
+# here, not per call, so torch.compile reads each as a constant (a program is validated and encoded when built)
 STEM_PROGRAMS = {name: _one_op(Conv(out, k, stride, padding), cin)
                  for name, (out, cin, k, stride, padding) in V3_STEM.items()}
+STEM_POOLS = {channels: _one_op(STEM_POOL, channels) for channels in (64, 192)}
+TAP_SIZES = {64: 73, 192: 35, 768: 17, 2048: 8}  # every image is resized to 299x299 first
+PIXEL_AVERAGES = {dims: _one_op(Pool("avg", TAP_SIZES[dims]), dims) for dims in DIMS}
 
 
 class FIDInceptionV3(nn.Module):
@@ -85,10 +89,10 @@ class FIDInceptionV3(nn.Module):
             return run_checked(STEM_PROGRAMS[name], [(conv.weight, conv.bias)], x, backend="triton")
         return F.relu(conv(x))
 
-    def _pool(self, x: torch.Tensor, pool: Pool) -> torch.Tensor:
+    def _pool(self, x: torch.Tensor, program: BlockProgram) -> torch.Tensor:
         if self._triton(x):
-            program = _one_op(pool, x.shape[1])
             return program_triton(program, (), x, program_output(program, x, None))
+        pool = program.branches[0].ops[0]
         if pool.kind == "max":
             return F.max_pool2d(x, pool.kernel, pool.stride, pool.padding)
         # the one average here is over all pixels, which pytorch-fid computes this way
@@ -104,10 +108,10 @@ class FIDInceptionV3(nn.Module):
         x = 2 * x - 1
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3"):
             x = self._stem_conv(name, x)
-        x = self._pool(x, STEM_POOL)
+        x = self._pool(x, STEM_POOLS[64])
         if dims == 64:
             return x
-        x = self._pool(self._stem_conv("Conv2d_4a_3x3", self._stem_conv("Conv2d_3b_1x1", x)), STEM_POOL)
+        x = self._pool(self._stem_conv("Conv2d_4a_3x3", self._stem_conv("Conv2d_3b_1x1", x)), STEM_POOLS[192])
         if dims == 192:
             return x
         for block in list(V3_BLOCK_KINDS)[:8]:
@@ -122,7 +126,7 @@ class FIDInceptionV3(nn.Module):
         """(N, dims) features of images in [0, 1], averaged over pixels as pytorch-fid averages them (on the triton
         backend by the pool kernel, which sums each image's pixels in one fixed order whatever the batch)."""
         x = self.taps(images, dims)
-        return self._pool(x, Pool("avg", (x.shape[2], x.shape[3]))).flatten(1)
+        return self._pool(x, PIXEL_AVERAGES[dims]).flatten(1)
 
     def forward(self, images: torch.Tensor, dims: int = 2048) -> torch.Tensor:
         return self.features(images, dims)

@@ -122,7 +122,9 @@ def _run_residual(program, weights, x, out, transformed):
     w, b = tuple(weights)[-1]
     y = x + program.residual.scale * F.conv2d(cat, w, b)
     if program.residual.relu:
-        y = F.relu(y)
+        # ReLU as PyTorch computes it and differentiates it (zero where y <= 0, a NaN passing), whose backward keeps
+        # the condition instead of the output, which the caller may change in place
+        y = torch.where(y <= 0, 0.0, y)
     if out is None:
         return y
     return write_branches(out, (slice(0, program.out_channels),), [y], transformed)

@@ -24,7 +24,7 @@ import torch
 
 from ..blocks.program import BlockProgram, Conv, Pool, Residual
 from ..kernels.common import bf16_on_interpreter, require_launchable
-from .layout import channels_adjacent, empty_in_layout_of
+from .layout import channels_adjacent, empty_in_layout_of, memory_format_of
 from .overlap import may_share_elements
 from .streams import on_device, side_streams
 
@@ -192,9 +192,9 @@ def kernel_input(x: torch.Tensor) -> torch.Tensor:
 def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tensor, *, allow_tf32: bool,
                        streams: bool = True, saved: list | None = None) -> torch.Tensor:
     """``program`` on ``x`` with ``weights`` into ``out`` (shapes checked by the caller), with the Triton kernels; what
-    the custom op ``program_triton_ops.program_forward`` runs. With ``saved`` (a list), it receives what the backward
-    needs: ``kernel_input(x)``, then every intermediate buffer in allocation order, which ``tape_of`` turns back
-    into the forward's ``Tape``."""
+    the custom op ``program_triton_ops.program_forward`` runs. Every intermediate is a view of one workspace tensor
+    (``workspace_shapes``). With ``saved`` (a list), it receives what the backward needs: ``kernel_input(x)`` and the
+    workspace, which ``tape_of`` turns back into the forward's ``Tape``."""
     require_launchable(x)
     x_read = kernel_input(x)
     if x_read.dtype != out.dtype:  # bf16 on the interpreter: fp32 throughout, the output rounded once
@@ -209,33 +209,71 @@ def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: tor
         fresh = empty_in_layout_of(out, out.shape)
         run_program_triton(program, weights, x_read, fresh, allow_tf32=allow_tf32, streams=streams)
         return out.copy_(fresh)
-
-    def buffer(shape):
-        made = empty_in_layout_of(x_read, shape)
-        if saved is not None:
-            saved.append(made)
-        return made
-
+    workspace = new_workspace(program, x_read)
     if saved is not None:
-        saved.append(x_read)
-    tape = lay_out(program, x_read, out, buffer)
+        saved += [x_read, workspace]
+    tape = lay_out(program, x_read, out, _carver(program, x_read, workspace))
     if x_read.shape[0]:
         _launch(program, tuple(weights), tape, out, allow_tf32, streams)
     return out
 
 
-def tape_of(program: BlockProgram, saved, out: torch.Tensor) -> Tape:
-    """The ``Tape`` of the forward whose ``saved`` list this is; ``out``: any tensor of the output's shape (the tape
-    leaves the output's slices out)."""
-    x, *buffers = saved
-    buffers = iter(buffers)
+# every intermediate starts at a multiple of this many elements (128 bytes or more): aligned as a fresh tensor is
+WORKSPACE_ALIGN = 64
+
+
+@functools.cache
+def workspace_shapes(program: BlockProgram, x_shape: tuple, channels_last: bool) -> tuple:
+    """The shapes of the intermediates of one forward on an input of ``x_shape``, in allocation order, with each one's
+    offset in the workspace and the workspace's size: ``((shape, offset), ...), size``. Cached: the plan is the
+    same on every call with that shape."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.empty(x_shape, device="meta", memory_format=memory_format)
+    h, w = program.out_size(x_shape[2], x_shape[3])
+    out = torch.empty((x_shape[0], program.out_channels, h, w), device="meta", memory_format=memory_format)
+    shapes = []
 
     def buffer(shape):
-        made = next(buffers)
-        assert tuple(made.shape) == tuple(shape), (made.shape, shape)
-        return made
+        shapes.append(tuple(shape))
+        return torch.empty(shape, device="meta", memory_format=memory_format)
 
-    tape = lay_out(program, x, out, buffer)
+    lay_out(program, x, out, buffer)
+    placed, size = [], 0
+    for shape in shapes:
+        placed.append((shape, size))
+        numel = shape[0] * shape[1] * shape[2] * shape[3]
+        size += -(-numel // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+    return tuple(placed), size
+
+
+def _shapes_for(program: BlockProgram, x: torch.Tensor) -> tuple:
+    return workspace_shapes(program, tuple(x.shape), memory_format_of(x) == torch.channels_last)
+
+
+def new_workspace(program: BlockProgram, x: torch.Tensor) -> torch.Tensor:
+    """One uninitialised tensor holding every intermediate of a forward on ``x`` (one allocation, made before the
+    branches fork: see ``streams.side_streams``)."""
+    return torch.empty(_shapes_for(program, x)[1], dtype=x.dtype, device=x.device)
+
+
+def _carver(program: BlockProgram, x: torch.Tensor, workspace: torch.Tensor):
+    """``buffer(shape)`` for ``lay_out``: the next intermediate, a view of ``workspace`` in ``x``'s memory format."""
+    placed = iter(_shapes_for(program, x)[0])
+    channels_last = memory_format_of(x) == torch.channels_last
+
+    def buffer(shape):
+        (n, c, h, w), offset = next(placed)
+        assert (n, c, h, w) == tuple(shape), (shape, (n, c, h, w))
+        flat = workspace[offset:offset + n * c * h * w]
+        return flat.view(n, h, w, c).permute(0, 3, 1, 2) if channels_last else flat.view(n, c, h, w)
+
+    return buffer
+
+
+def tape_of(program: BlockProgram, x: torch.Tensor, workspace: torch.Tensor, out: torch.Tensor) -> Tape:
+    """The ``Tape`` of the forward that read ``x`` and saved ``workspace``; ``out``: any tensor of the output's shape
+    (the tape leaves the output's slices out)."""
+    tape = lay_out(program, x, out, _carver(program, x, workspace))
     return dataclasses.replace(tape, branches=tuple(tuple(map(without_outputs, steps)) for steps in tape.branches))
 
 

@@ -1,8 +1,8 @@
 """The triton backend of a block program as one autograd Function over the two custom ops of ``program_triton_ops``.
 
 Forward writes straight into ``out`` and saves the input as the kernels read it, the output's ReLU mask (not the
-output: the caller may change it in place, ``y += r``, ``y.relu_()``), the intermediate activations of the branches
-and the weights; the backward walks the forward's steps back (``program_backward_triton``).
+output: the caller may change it in place, ``y += r``, ``y.relu_()``), the workspace holding the branches'
+intermediate activations, and the weights; the backward walks the forward's steps back (``program_backward_triton``).
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ class ProgramTriton(torch.autograd.Function):
         # as whether two tensors share memory is not known while tracing)
         if not torch.compiler.is_compiling() and may_share_elements(x, out):
             x = x.clone(memory_format=torch.channels_last)
-        x_read, mask, *buffers = torch.ops.fastinception.program_forward(x, out, list(flat), text, allow_tf32,
-                                                                         streams, True)
+        x_read, mask, workspace = torch.ops.fastinception.program_forward(x, out, list(flat), text, allow_tf32,
+                                                                          streams, True)
         ctx.mark_dirty(out)
-        ctx.save_for_backward(x_read if x_read.dim() == 4 else x, mask, *buffers, *flat)
-        ctx.options = (text, allow_tf32, streams, len(buffers), x.dtype)
+        ctx.save_for_backward(x_read if x_read.dim() == 4 else x, mask, workspace, *flat)
+        ctx.options = (text, allow_tf32, streams, x.dtype)
         return out
 
     @staticmethod
@@ -34,11 +34,10 @@ class ProgramTriton(torch.autograd.Function):
         if torch.is_grad_enabled():
             raise RuntimeError("the triton backend of a block program does not support double backward "
                                "(create_graph=True); use backend='torch' for higher-order gradients")
-        text, allow_tf32, streams, n_buffers, x_dtype = ctx.options
-        x, mask, *rest = ctx.saved_tensors
-        buffers, flat = rest[:n_buffers], rest[n_buffers:]
+        text, allow_tf32, streams, x_dtype = ctx.options
+        x, mask, workspace, *flat = ctx.saved_tensors
         needs = [ctx.needs_input_grad[1], *ctx.needs_input_grad[5:]]
-        grads = torch.ops.fastinception.program_backward(grad_out, x, mask, buffers, flat, text, needs, allow_tf32,
+        grads = torch.ops.fastinception.program_backward(grad_out, x, mask, workspace, flat, text, needs, allow_tf32,
                                                          streams, x_dtype)
         grads = [g if need else None for g, need in zip(grads, needs)]
         # out's old values are overwritten: a zero gradient, not None (CopySlices drops the buffer's gradient on None)

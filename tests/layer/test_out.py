@@ -103,6 +103,31 @@ def test_compile_fullgraph_with_out(backend, compiler):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_compiled_out_slice_of_a_tracked_buffer_keeps_every_gradient(backend):
+    # the overwritten values of the buffer get a zero gradient, its other channels theirs: compiled as in eager
+    # (compiled graphs lose that zero under an in-place write, so a tracked out= gets the result by copy_ there)
+    fast, _ = _pair(backend, torch.float32)
+    c = fast.spec.out_channels
+
+    def run(fn):
+        x = make_input((2, 6, 5, 4), "nhwc", torch.float32, DEVICE, seed=2).requires_grad_()
+        buf = torch.zeros(2, c + 3, 5, 4, device=DEVICE, requires_grad=True)
+        big = buf * 1.0
+        y = fn(x, big[:, 3:])
+        (y.square().sum() + 2 * big[:, :3].sum()).backward()
+        grads = [big.detach(), x.grad, buf.grad, *(p.grad.clone() for p in fast.parameters())]
+        fast.zero_grad()
+        return grads
+
+    want = run(lambda x, out: fast(x, out=out))
+    got = run(torch.compile(lambda x, out: fast(x, out=out), fullgraph=True, backend="aot_eager"))
+    assert torch.equal(want[2][:, :3], torch.full_like(want[2][:, :3], 2.0)) and not want[2][:, 3:].any()
+    for k, (g, w) in enumerate(zip(got, want)):
+        assert_close(g, w, torch.float32, f"compiled {backend} with a tracked out=, result {k}")
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_in_place_ops_on_the_output_keep_backward_working(backend):
     # the reference accepts these after the block; so must a drop-in layer (the triton backward saves a compact
     # ReLU mask, not the output)
