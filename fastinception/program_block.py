@@ -87,7 +87,8 @@ def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tens
     if x.device != w0.device:
         raise ValueError(f"x is on {x.device}, the block's parameters on {w0.device}")
     plan = resolve_backend(backend, x)
-    transformed = check_transforms(x, [t for pair in weights for t in pair if t is not None], plan)
+    transformed = check_transforms(x, [t for pair in weights for t in pair if t is not None], plan,
+                                   f"{program.name} (a block program)" if program.name else "a block program")
     dtype = autocast_dtype(x)
     if dtype is not None and x.dtype in LOWERABLE:
         weights = [tuple(lowered(t, dtype) for t in pair) for pair in weights]

@@ -76,22 +76,23 @@ def check_input(x: torch.Tensor, spec: InceptionSpec, params: BlockParams) -> No
             raise RuntimeError(f"Inception input is on {x.device} but parameter {where} is on {p.device}")
 
 
-def check_transforms(x: torch.Tensor, params: BlockParams, backend: str) -> bool:
+def check_transforms(x: torch.Tensor, params: BlockParams, backend: str, block: str = "FastInception") -> bool:
     """Refuse, with a clear error, the torch.func transforms the block cannot run under: vmap (its output buffer
     cannot be batched), and every transform on the triton backend (its autograd Function has no functorch rules).
     torch.func.grad and jvp work on the torch backend: returns whether one is running. Not checked while
-    torch.compile traces (the query is opaque to Dynamo, and a compiled graph sees plain tensors)."""
+    torch.compile traces (the query is opaque to Dynamo, and a compiled graph sees plain tensors). ``block`` names
+    the block in the errors."""
     if torch.compiler.is_compiling():
         return False
     functorch = torch._C._functorch
     tensors = (x, *params)
     if any(functorch.is_batchedtensor(t) for t in tensors):
-        raise RuntimeError("FastInception does not support torch.func.vmap: call it on the whole batch, or vmap "
-                           "the reference fastinception.Inception")
+        hint = ", or vmap the reference fastinception.Inception" if block == "FastInception" else ""
+        raise RuntimeError(f"{block} does not support torch.func.vmap: call it on the whole batch{hint}")
     transformed = any(functorch.is_functorch_wrapped_tensor(t) for t in tensors)
     if backend == "triton" and transformed:
-        raise RuntimeError("the triton backend of FastInception does not support torch.func transforms (grad, jvp, "
-                           "vmap); use backend='torch', or torch.autograd for gradients")
+        raise RuntimeError(f"the triton backend of {block} does not support torch.func transforms (grad, jvp, vmap); "
+                           "use backend='torch', or torch.autograd for gradients")
     return transformed
 
 

@@ -67,7 +67,8 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
 def program_output(program: BlockProgram, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
     """``out`` checked against what ``program`` gives for ``x`` (ValueError otherwise), or a new output in ``x``'s
     memory format when None."""
-    h, w = program.out_size(x.shape[2], x.shape[3])
+    # int(): under torch.jit.trace sizes are tensors, and the trace holds for this input size only anyway
+    h, w = program.out_size(int(x.shape[2]), int(x.shape[3]))
     shape = (x.shape[0], program.out_channels, h, w)
     if out is None:
         return empty_in_layout_of(x, shape)

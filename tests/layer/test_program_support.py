@@ -203,3 +203,55 @@ def test_cuda_graph_replays_a_network_forward_and_a_block_training_step():
         assert_close(static_loss, step(eager, eager_opt, new_x), torch.float32, f"loss {i}", tol=1e-3)
     for p, q in zip(block.parameters(), eager.parameters()):
         assert_close(p, q, torch.float32, "parameters after replay", tol=1e-3)
+
+
+# the rest of the column: torch.func, double backward, TorchScript, as FastInception's line of the table says
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vmap_is_refused_clearly(backend):
+    block, x = _block("v3_E", backend)
+    with pytest.raises(RuntimeError, match=r"a block program does not support torch.func.vmap"):
+        torch.func.vmap(block)(x.unsqueeze(0))
+
+
+def test_func_grad_and_jvp_work_on_the_torch_backend_and_are_refused_on_triton():
+    block, x = _block("resnet_block35", "torch")
+    weights = [tuple(t.detach() for t in pair) for pair in block.weights()]
+
+    def ref(t):
+        return run_reference(block.program, weights, t)
+
+    v = make_input(tuple(x.shape), "nhwc", torch.float64, DEVICE, seed=9)
+    assert_close(torch.func.grad(lambda t: block(t).square().sum())(x),
+                 torch.func.grad(lambda t: ref(t).square().sum())(x), torch.float64, "func.grad")
+    assert_close(torch.func.jvp(block, (x,), (v,))[1], torch.func.jvp(ref, (x,), (v,))[1], torch.float64, "jvp")
+    block.backend = "triton"
+    with pytest.raises(RuntimeError, match="triton backend of .* does not support torch.func transforms"):
+        torch.func.grad(lambda t: block(t).sum())(x)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_double_backward_works_on_the_torch_backend_and_is_refused_on_triton(backend):
+    block, x = _block("v3_E", backend)
+    weights = [tuple(t.detach() for t in pair) for pair in block.weights()]
+    x = x.requires_grad_()
+    if backend == "triton":  # its backward is not differentiable: refused when asked to build that graph
+        with pytest.raises(RuntimeError, match="does not support double backward"):
+            torch.autograd.grad(block(x).square().sum(), x, create_graph=True)
+        return
+    (g,) = torch.autograd.grad(block(x).square().sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.square().sum(), x)
+    xr = x.detach().requires_grad_()
+    (gr,) = torch.autograd.grad(run_reference(block.program, weights, xr).square().sum(), xr, create_graph=True)
+    (ggr,) = torch.autograd.grad(gr.square().sum(), xr)
+    assert_close(gg, ggr, torch.float64, "second derivative")
+
+
+def test_jit_trace_works_on_the_torch_backend_and_script_does_not():
+    block, x = _block("v3_E", "torch")
+    weights = [tuple(t.detach() for t in pair) for pair in block.weights()]
+    traced = torch.jit.trace(block, x)
+    x2 = make_input(tuple(x.shape), "nhwc", torch.float64, DEVICE, seed=5)
+    assert_close(traced(x2), run_reference(block.program, weights, x2), torch.float64, "traced")
+    with pytest.raises(torch.jit.frontend.NotSupportedError):  # TorchScript cannot compile the module's Python
+        torch.jit.script(block)
