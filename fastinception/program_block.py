@@ -15,6 +15,7 @@ from torch import nn
 from .autocast import LOWERABLE, autocast_dtype, lowered
 from .blocks.program import BlockProgram
 from .functional import check_backend, copies_into_out, resolve_backend
+from .ops.overlap import may_share_elements
 from .ops.program_plan import program_output, run_program_torch
 from .ops.program_triton_function import program_triton
 from .ops.triton_conv import triton_conv2d
@@ -95,6 +96,8 @@ def run_checked(program: BlockProgram, weights, x: torch.Tensor, out: torch.Tens
         x = lowered(x, dtype)
     elif x.dtype != w0.dtype:
         raise TypeError(f"x is {x.dtype}, the block's parameters {w0.dtype}")
+    if out is not None and torch.is_grad_enabled() and not torch.compiler.is_compiling() and may_share_elements(x, out):
+        x = x.clone()  # out overwrites x, whose values the backward reads (compiled graphs: see program_triton_ops)
     if copies_into_out(out):
         return program_output(program, x, out).copy_(run_checked(program, weights, x, None, epilogue, backend))
     with torch.autocast(x.device.type, enabled=False) if dtype is not None else contextlib.nullcontext():

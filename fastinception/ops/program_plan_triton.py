@@ -203,7 +203,7 @@ def run_program_triton(program: BlockProgram, weights, x: torch.Tensor, out: tor
         run_program_triton(program, weights, x_read, out32, allow_tf32=allow_tf32, streams=streams, saved=saved)
         return out.copy_(out32)
     if may_share_elements(x_read, out):  # the stem reads x while later launches write out
-        if saved is not None:  # the autograd Function saves a copy of such an x before it gets here
+        if saved is not None:  # run_checked copies such an x before it gets here, outside compiled graphs
             raise RuntimeError("a block program's out= shares memory with its input x, whose values the backward "
                                "needs: pass an out= apart from x, or run without autograd")
         fresh = empty_in_layout_of(out, out.shape)

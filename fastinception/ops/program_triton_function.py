@@ -11,17 +11,12 @@ import torch
 from ..blocks.program import BlockProgram
 from ..kernels.common import tf32_allowed
 from . import program_triton_ops  # noqa: F401  (registers torch.ops.fastinception.program_*)
-from .overlap import may_share_elements
 
 
 class ProgramTriton(torch.autograd.Function):
     # ``out`` first, as in triton_function: when it is a view, autograd wraps this Function in CopySlices.
     @staticmethod
     def forward(ctx, out, x, text: str, allow_tf32: bool, streams: bool, *flat):
-        # out overwrites x, which the backward reads: a copy of x (compiled graphs refuse the case in the op instead,
-        # as whether two tensors share memory is not known while tracing)
-        if not torch.compiler.is_compiling() and may_share_elements(x, out):
-            x = x.clone(memory_format=torch.channels_last)
         x_read, mask, workspace = torch.ops.fastinception.program_forward(x, out, list(flat), text, allow_tf32,
                                                                           streams, True)
         ctx.mark_dirty(out)

@@ -255,3 +255,34 @@ def test_jit_trace_works_on_the_torch_backend_and_script_does_not():
     assert_close(traced(x2), run_reference(block.program, weights, x2), torch.float64, "traced")
     with pytest.raises(torch.jit.frontend.NotSupportedError):  # TorchScript cannot compile the module's Python
         torch.jit.script(block)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_under_autocast_it_computes_in_the_autocast_dtype(backend):
+    # as nn.Conv2d: x and the weights in bf16, the result bf16 (on the interpreter the kernels compute bf16 in fp32)
+    block, x = _block("v3_E", backend, torch.float32)
+    weights = [(w.detach().double(), b.detach().double()) for w, b in block.weights()]
+    with torch.autocast(x.device.type, dtype=torch.bfloat16):
+        y = block(x)
+    assert y.dtype == torch.bfloat16
+    assert_close(y, run_reference(block.program, weights, x.double()), torch.bfloat16, f"autocast {backend}")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_out_sharing_the_input_receives_the_block_of_the_old_input(backend):
+    # an Inception-ResNet block keeps the input's shape: out=x overwrites the input with the block's result
+    block, x = _block("resnet_block35", backend)
+    weights = [tuple(t.detach() for t in pair) for pair in block.weights()]
+    want = run_reference(block.program, weights, x)
+    with torch.no_grad():
+        h = x.clone()
+        assert block(h, out=h) is h
+    assert_close(h, want, torch.float64, f"{backend}: out is x")
+    x0 = x.clone().requires_grad_()
+    h = x0 * 1.0
+    y = block(h, out=h)
+    (y * want).sum().backward()
+    x1 = x.clone().requires_grad_()
+    (run_reference(block.program, weights, x1) * want).sum().backward()
+    assert_close(y.detach(), want, torch.float64, f"{backend}: out is x, with autograd")
+    assert_close(x0.grad, x1.grad, torch.float64, f"{backend}: grad x through out is x")
