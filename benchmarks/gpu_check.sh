@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything a GPU machine should check and measure, sized for one call of about 7 minutes on a lent H200: the
-# kernel, plan and layer tests compiled on CUDA (parallel workers, so most Triton compiles land in the on-disk cache
+# support table's GPU-only cells, the kernel, plan and layer tests compiled on CUDA (parallel workers, so most Triton compiles land in the on-disk cache
 # that the benchmarks then reuse), the whole Inception-v3 and FID networks, three Inception-v3 blocks and three
 # GoogLeNet blocks against eager PyTorch and torch.compile, where each block's time goes (host or kernels), and the
 # >2**31-element forward. Each step has its own time limit (420 s in all) so that a slow step cannot take the
@@ -47,7 +47,11 @@ export FASTINCEPTION_FAILURE_LOG="$out/failures.txt"
 bench=("$python" -m fastinception bench --dtypes fp16 --layout channels_last --target-ms 100)
 # The kernels, the plans and the layers, compiled; tests/inspect compiles offline for sm_90 and needs no GPU, and the
 # command, convert, fid and train tests exercise no kernel that these leave out: CPU machines run them.
-run 170 tests "$python" -m pytest -v -p no:cacheprovider "${workers[@]}" tests/kernels tests/ops tests/layer
+# The support table's GPU-only cells first (CUDA graphs, compile and export of both block families): the step after
+# runs them again among the rest, where its limit may not reach them.
+run 50 support "$python" -m pytest -v -p no:cacheprovider tests/layer/test_program_support.py \
+    tests/layer/test_integration.py
+run 120 tests "$python" -m pytest -v -p no:cacheprovider "${workers[@]}" tests/kernels tests/ops tests/layer
 run 80 networks "${bench[@]}" --blocks none --v3-blocks none --model inception_v3,fid --googlenet-passes fwd \
     --googlenet-batches 128 --fid-batches 200 --contenders eager-nchw,eager-cl,fast-triton --out "$out/networks"
 run 50 v3-blocks "${bench[@]}" --blocks none --v3-blocks Mixed_5b,Mixed_6b,Mixed_7b --passes fwd --batches 128 \
