@@ -247,7 +247,13 @@ def workspace_shapes(program: BlockProgram, x_shape: tuple, channels_last: bool)
 
 
 def _shapes_for(program: BlockProgram, x: torch.Tensor) -> tuple:
-    return workspace_shapes(program, tuple(x.shape), memory_format_of(x) == torch.channels_last)
+    # under torch.compile with dynamic shapes the sizes are symbolic: the batch stays so (not hashable: not cached),
+    # the image size is specialised (a graph per image size, as the plan differs with it)
+    shape = (x.shape[0], *(int(d) for d in x.shape[1:]))
+    channels_last = memory_format_of(x) == torch.channels_last
+    if type(shape[0]) is int:
+        return workspace_shapes(program, shape, channels_last)
+    return workspace_shapes.__wrapped__(program, shape, channels_last)
 
 
 def new_workspace(program: BlockProgram, x: torch.Tensor) -> torch.Tensor:

@@ -132,6 +132,21 @@ def test_compiled_block_with_out_slice_gives_the_same_outputs_and_gradients(back
     torch._dynamo.reset()
 
 
+def test_compiled_with_a_dynamic_batch_gives_the_same_outputs_and_gradients():
+    # a batch size of its own per call, as the last batch of an FID run: one graph with a symbolic batch
+    block, _ = _block("v3_E", "triton", torch.float32)
+    compiled = torch.compile(block, dynamic=True, fullgraph=True, backend="aot_eager")
+    for n in (2, 3):
+        x = make_input((n, 16, 4, 4), "nhwc", torch.float32, DEVICE, seed=n)
+        got_x, want_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+        got, want = compiled(got_x), block(want_x)
+        assert_close(got, want, torch.float32, f"compiled with a dynamic batch, batch {n}")
+        got.square().sum().backward()
+        want.square().sum().backward()
+        assert_close(got_x.grad, want_x.grad, torch.float32, f"its grad x, batch {n}")
+    torch._dynamo.reset()
+
+
 def test_export_of_a_converted_inception_v3_in_eval_mode():
     # the whole network exports (traced with fake tensors: no kernel runs); each block is one program_forward
     model = _converted_torchvision()
