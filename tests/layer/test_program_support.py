@@ -93,7 +93,9 @@ NETWORKS = {  # each with the smallest input it takes and its programs: blocks (
 }
 
 
-@pytest.mark.parametrize("network", NETWORKS)
+# the FID variant and BN-Inception trace the same custom op paths as the first: under -m slow
+@pytest.mark.parametrize("network", [pytest.param(n, marks=pytest.mark.slow)
+                                     if n in ("inception_v3(fid=True)", "bn_inception()") else n for n in NETWORKS])
 def test_a_whole_network_compiles_as_one_graph(network):
     build, side, programs = NETWORKS[network]
     model = build().to("meta")
