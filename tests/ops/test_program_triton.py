@@ -20,6 +20,7 @@ from fastinception.ops.program_plan_triton import (
     PrologueStep,
     launch_count,
     run_program_triton,
+    tape_of,
     triton_plan,
 )
 from fastinception.ops.program_triton_function import program_triton
@@ -126,7 +127,7 @@ def test_forward_launches_and_gradients_match_reference(name, dtype, fmt):
     if fmt == "nhwc":  # the backward is kernels too: every weight, bias and input gradient
         assert log.launches == backward_launch_count(program, x.shape, x.device)
         # fp16 adds x's gradient up in fp32 and rounds it once at the end
-        rounding = {"_to_copy"} if dtype == torch.float16 else set()
+        rounding = {"_to_copy", "to"} if dtype == torch.float16 else set()
         assert [op for op in log.ops if op not in BACKWARD_BUFFER_OPS | rounding] == []
     for k, (g, w) in enumerate(zip(got_grads, want_grads)):
         assert_close(g, w, dtype, f"{name} grad {k}")
@@ -167,11 +168,12 @@ def test_backward_launch_counts_at_batch_128(monkeypatch, name):
 
 
 def _relu_masks(program, weights, x):
-    """conv slot -> where the kernels' forward passes its ReLU (activation > 0), read from the forward's tape."""
-    record, out = [], _poisoned_out(program, x, "nhwc")
+    """conv slot -> where the kernels' forward passes its ReLU (activation > 0), read from the forward's tape (the
+    block output's slices left out of it are read from ``out``)."""
+    saved, out = [], _poisoned_out(program, x, "nhwc")
     run_program_triton(program, [tuple(t.detach() for t in pair) for pair in weights], x.detach(), out,
-                       allow_tf32=False, record=record)
-    masks, tape = {}, record[0]
+                       allow_tf32=False, saved=saved)
+    masks, tape = {}, tape_of(program, *saved, out)
     if tape.residual is not None:  # the branches' slices are the concatenation's; the projection writes out
         masks[tape.residual.slot] = (out > 0).double()
         out = tape.residual.cat
