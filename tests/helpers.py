@@ -47,6 +47,7 @@ __all__ = [
     "randomise_batchnorms", "small_block", "HAND_WRITTEN", "hand_written_weights",
     "TVInceptionA", "TVInceptionB", "TVInceptionC", "TVInceptionD", "TVInceptionE", "tv_inception_v3_blocks",
     "fid_state_dict", "write_image_folder", "PROGRAM_CASES", "shrunk", "without_tf32", "coarse_interpreter_tiles",
+    "TIMM_SCALES", "TimmShaped", "timm_forward",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -638,6 +639,65 @@ def _block35_forward(x, p):
 
 
 _avg_exclude = functools.partial(F.avg_pool2d, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+# timm's residual scales: Block35(scale=0.17), Block17(scale=0.10), Block8(scale=0.20), the last Block8() at its
+# default 1.0 and no_relu=True
+TIMM_SCALES = {"Block35": 0.17, "Block17": 0.10, "Block8": 0.20, "Block8/last": 1.0}
+
+
+def _timm_branch(module, x):
+    """A branch as timm runs it, its pools written out: nn.AvgPool2d(3, 1, 1, count_include_pad=False) before a
+    branch3's conv, nn.MaxPool2d(3, stride=2) as a whole branch."""
+    if isinstance(module, torch.nn.MaxPool2d):
+        return _max_s2(x)
+    if isinstance(module, torch.nn.Sequential) and isinstance(module[0], torch.nn.AvgPool2d):
+        return module[1](F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False))
+    return module(x)
+
+
+def timm_forward(block, x, name=None):
+    """What timm's block of type ``name`` (``block.program.name`` when None) computes, with the block's units (conv,
+    BatchNorm, ReLU) run one by one."""
+    name = name or block.program.name
+    if name == "Mixed3a":
+        return torch.cat([_max_s2(x), block.conv(x)], 1)
+    if name == "Mixed5a":
+        return torch.cat([block.conv(x), _max_s2(x)], 1)
+    if name == "InceptionC":
+        x1 = block.branch1_0(x)
+        x2 = block.branch2_2(block.branch2_1(block.branch2_0(x)))
+        return torch.cat([block.branch0(x), block.branch1_1a(x1), block.branch1_1b(x1), block.branch2_3a(x2),
+                          block.branch2_3b(x2), _timm_branch(block.branch3, x)], 1)
+    out = torch.cat([_timm_branch(m, x) for n, m in block.named_children() if n.startswith("branch")], 1)
+    if name not in TIMM_SCALES:
+        return out
+    out = block.conv2d(out) * TIMM_SCALES[name] + x
+    return out if name == "Block8/last" else F.relu(out)
+
+
+
+class TimmShaped(nn.Module):
+    """A module shaped as timm's block of its type (the children of a fused ``TimmBlock``, copied, and timm's
+    ``scale``) whose forward is timm's: what ``convert`` meets in a timm model, without timm."""
+
+    kind = ""
+
+    def __init__(self, block):
+        super().__init__()
+        for name, sub in block.named_children():
+            self.add_module(name, copy.deepcopy(sub))
+        if self.kind in TIMM_SCALES:
+            self.scale = TIMM_SCALES[self.kind]
+
+    @classmethod
+    def of(cls, block):
+        """An instance of a subclass named as timm's class (``Block8`` for both Block8 types)."""
+        kind = block.program.name
+        return type(kind.partition("/")[0], (cls,), {"kind": kind})(block)
+
+    def forward(self, x):
+        return timm_forward(self, x, self.kind)
 
 
 # timm 1.0.31's inception_v4.py and inception_resnet_v2.py (convs unpadded unless stated, average pools excluding

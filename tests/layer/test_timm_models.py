@@ -12,7 +12,7 @@ from fastinception import inception_resnet_v2, inception_v4
 from fastinception.blocks import programs as P
 from fastinception.models import TimmBlock
 
-from helpers import DEVICE, assert_close, make_input, randomise_batchnorms, shrunk, without_tf32
+from helpers import DEVICE, assert_close, make_input, randomise_batchnorms, shrunk, timm_forward, without_tf32
 
 # block type -> (program at a small input width, input side)
 BLOCKS = {
@@ -32,44 +32,6 @@ BLOCKS = {
     "Block8": (P.inception_resnet_block8(12, name="Block8"), 4),
     "Block8/last": (P.inception_resnet_block8(12, scale=1.0, relu=False, name="Block8/last"), 4),
 }
-
-# timm's residual scales: Block35(scale=0.17), Block17(scale=0.10), Block8(scale=0.20), the last Block8() at its
-# default 1.0 and no_relu=True
-SCALES = {"Block35": 0.17, "Block17": 0.10, "Block8": 0.20, "Block8/last": 1.0}
-
-
-def _max_s2(x):
-    return F.max_pool2d(x, 3, stride=2)  # every pass-through pool of both networks: nn.MaxPool2d(3, stride=2)
-
-
-def _branch(module, x):
-    """A branch as timm runs it, its pools written out: nn.AvgPool2d(3, 1, 1, count_include_pad=False) before a
-    branch3's conv, nn.MaxPool2d(3, stride=2) as a whole branch."""
-    if isinstance(module, torch.nn.MaxPool2d):
-        return _max_s2(x)
-    if isinstance(module, torch.nn.Sequential) and isinstance(module[0], torch.nn.AvgPool2d):
-        return module[1](F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False))
-    return module(x)
-
-
-def timm_forward(block, x):
-    """What timm's block of this type computes, with the block's units (conv, BatchNorm, ReLU) run one by one."""
-    name = block.program.name
-    if name == "Mixed3a":
-        return torch.cat([_max_s2(x), block.conv(x)], 1)
-    if name == "Mixed5a":
-        return torch.cat([block.conv(x), _max_s2(x)], 1)
-    if name == "InceptionC":
-        x1 = block.branch1_0(x)
-        x2 = block.branch2_2(block.branch2_1(block.branch2_0(x)))
-        return torch.cat([block.branch0(x), block.branch1_1a(x1), block.branch1_1b(x1), block.branch2_3a(x2),
-                          block.branch2_3b(x2), _branch(block.branch3, x)], 1)
-    out = torch.cat([_branch(m, x) for n, m in block.named_children() if n.startswith("branch")], 1)
-    if name not in SCALES:
-        return out
-    out = block.conv2d(out) * SCALES[name] + x
-    return out if name == "Block8/last" else F.relu(out)
-
 
 def _pair(name, dtype, device="cpu"):
     """(fused block, an unfused copy), BatchNorms far from their defaults, in ``dtype``."""
