@@ -128,16 +128,24 @@ def fold_into_conv(weight, bias, gamma, beta, mean, var, eps: float) -> tuple:
 
 def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backend: str, name: str) -> torch.Tensor:
     """``program`` whose every conv (``convs``: (weight, bias or None) in slot order) is followed by its BatchNorm
-    (``bns``) and a ReLU. On the triton backend, BatchNorms using running statistics are folded into the convs on
-    every call and the block runs its fused plan on the kernels; BatchNorms using batch statistics (training mode)
-    run as each conv's epilogue, updating their statistics as the modules would, between convs computed by the
-    general conv kernel (``"triton"``) or by PyTorch (``"auto"`` and ``"torch"``)."""
-    if not any(uses_batch_statistics(bn) for bn in bns):
+    (``bns``) and a ReLU; ``bns[k]`` None for a conv without BatchNorm (Inception-ResNet's projection), which runs
+    as the program states it (its own ReLU flag). On the triton backend, BatchNorms using running statistics are
+    folded into the convs on every call and the block runs its fused plan on the kernels; BatchNorms using batch
+    statistics (training mode) run as each conv's epilogue, updating their statistics as the modules would, between
+    convs computed by the general conv kernel (``"triton"``) or by PyTorch (``"auto"`` and ``"torch"``)."""
+    if not any(uses_batch_statistics(bn) for bn in bns if bn is not None):
         if resolve_backend(backend, x) == "triton":
-            folded = [fold_into_conv(w, b, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
+            folded = [(w, b) if bn is None else
+                      fold_into_conv(w, b, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps)
                       for (w, b), bn in zip(convs, bns)]
             return run_checked(program, folded, x, backend="triton")
         backend = "torch"
+    slots = program.conv_slots()
+
+    def epilogue(k, y):
+        if bns[k] is None:
+            return F.relu(y) if slots[k].conv.relu else y
+        return F.relu(bns[k](y))
+
     # batch statistics: "auto" keeps PyTorch's convolutions, "triton" runs each conv on the kernel
-    return run_checked(program, list(convs), x, epilogue=lambda k, y: F.relu(bns[k](y)),
-                       backend="triton" if backend == "triton" else "torch")
+    return run_checked(program, list(convs), x, epilogue=epilogue, backend="triton" if backend == "triton" else "torch")

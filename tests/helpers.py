@@ -47,6 +47,7 @@ __all__ = [
     "randomise_batchnorms", "small_block", "HAND_WRITTEN", "hand_written_weights",
     "TVInceptionA", "TVInceptionB", "TVInceptionC", "TVInceptionD", "TVInceptionE", "tv_inception_v3_blocks",
     "fid_state_dict", "write_image_folder", "PROGRAM_CASES", "shrunk", "without_tf32", "coarse_interpreter_tiles",
+    "TIMM_SCALES", "TimmShaped", "timm_forward",
 ]
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -640,6 +641,174 @@ def _block35_forward(x, p):
 
 _avg_exclude = functools.partial(F.avg_pool2d, kernel_size=3, stride=1, padding=1, count_include_pad=False)
 
+
+# timm's residual scales: Block35(scale=0.17), Block17(scale=0.10), Block8(scale=0.20), the last Block8() at its
+# default 1.0 and no_relu=True
+TIMM_SCALES = {"Block35": 0.17, "Block17": 0.10, "Block8": 0.20, "Block8/last": 1.0}
+
+
+def _timm_branch(module, x):
+    """A branch as timm runs it, its pools written out: nn.AvgPool2d(3, 1, 1, count_include_pad=False) before a
+    branch3's conv, nn.MaxPool2d(3, stride=2) as a whole branch."""
+    if isinstance(module, torch.nn.MaxPool2d):
+        return _max_s2(x)
+    if isinstance(module, torch.nn.Sequential) and isinstance(module[0], torch.nn.AvgPool2d):
+        return module[1](F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False))
+    return module(x)
+
+
+def timm_forward(block, x, name=None):
+    """What timm's block of type ``name`` (``block.program.name`` when None) computes, with the block's units (conv,
+    BatchNorm, ReLU) run one by one."""
+    name = name or block.program.name
+    if name == "Mixed3a":
+        return torch.cat([_max_s2(x), block.conv(x)], 1)
+    if name == "Mixed5a":
+        return torch.cat([block.conv(x), _max_s2(x)], 1)
+    if name == "InceptionC":
+        x1 = block.branch1_0(x)
+        x2 = block.branch2_2(block.branch2_1(block.branch2_0(x)))
+        return torch.cat([block.branch0(x), block.branch1_1a(x1), block.branch1_1b(x1), block.branch2_3a(x2),
+                          block.branch2_3b(x2), _timm_branch(block.branch3, x)], 1)
+    out = torch.cat([_timm_branch(m, x) for n, m in block.named_children() if n.startswith("branch")], 1)
+    if name not in TIMM_SCALES:
+        return out
+    out = block.conv2d(out) * TIMM_SCALES[name] + x
+    return out if name == "Block8/last" else F.relu(out)
+
+
+
+class TimmShaped(nn.Module):
+    """A module shaped as timm's block of its type (the children of a fused ``TimmBlock``, copied, and timm's
+    ``scale``) whose forward is timm's: what ``convert`` meets in a timm model, without timm."""
+
+    kind = ""
+
+    def __init__(self, block):
+        super().__init__()
+        for name, sub in block.named_children():
+            self.add_module(name, copy.deepcopy(sub))
+        if self.kind in TIMM_SCALES:
+            self.scale = TIMM_SCALES[self.kind]
+
+    @classmethod
+    def of(cls, block):
+        """An instance of a subclass named as timm's class (``Block8`` for both Block8 types)."""
+        kind = block.program.name
+        return type(kind.partition("/")[0], (cls,), {"kind": kind})(block)
+
+    def forward(self, x):
+        return timm_forward(self, x, self.kind)
+
+
+# timm 1.0.31's inception_v4.py and inception_resnet_v2.py (convs unpadded unless stated, average pools excluding
+# the padding)
+def _max_s2(x):
+    return F.max_pool2d(x, 3, stride=2)
+
+
+def _mixed_3a_forward(x, p):
+    return torch.cat([_max_s2(x), _c(x, p[0], stride=2)], 1)
+
+
+def _mixed_4a_forward(x, p):
+    b0 = _c(_c(x, p[0]), p[1])
+    b1 = _c(_c(_c(_c(x, p[2]), p[3], padding=(0, 3)), p[4], padding=(3, 0)), p[5])
+    return torch.cat([b0, b1], 1)
+
+
+def _mixed_5a_forward(x, p):
+    return torch.cat([_c(x, p[0], stride=2), _max_s2(x)], 1)
+
+
+def _v4_a_shapes(cin):
+    return [(96, cin, 1, 1), (64, cin, 1, 1), (96, 64, 3, 3), (64, cin, 1, 1), (96, 64, 3, 3), (96, 96, 3, 3),
+            (96, cin, 1, 1)]
+
+
+def _v4_a_forward(x, p):
+    b1 = _c(_c(x, p[1]), p[2], padding=1)
+    b2 = _c(_c(_c(x, p[3]), p[4], padding=1), p[5], padding=1)
+    return torch.cat([_c(x, p[0]), b1, b2, _c(_avg_exclude(x), p[6])], 1)
+
+
+def _v4_reduction_a_forward(x, p):
+    b1 = _c(_c(_c(x, p[1]), p[2], padding=1), p[3], stride=2)
+    return torch.cat([_c(x, p[0], stride=2), b1, _max_s2(x)], 1)
+
+
+def _v4_b_shapes(cin):
+    return [(384, cin, 1, 1), (192, cin, 1, 1), (224, 192, 1, 7), (256, 224, 7, 1), (192, cin, 1, 1),
+            (192, 192, 7, 1), (224, 192, 1, 7), (224, 224, 7, 1), (256, 224, 1, 7), (128, cin, 1, 1)]
+
+
+def _v4_b_forward(x, p):
+    b1 = _c(_c(_c(x, p[1]), p[2], padding=(0, 3)), p[3], padding=(3, 0))
+    b2 = _c(x, p[4])
+    for q, pad in zip(p[5:9], ((3, 0), (0, 3), (3, 0), (0, 3))):
+        b2 = _c(b2, q, padding=pad)
+    return torch.cat([_c(x, p[0]), b1, b2, _c(_avg_exclude(x), p[9])], 1)
+
+
+def _v4_reduction_b_forward(x, p):
+    b0 = _c(_c(x, p[0]), p[1], stride=2)
+    b1 = _c(_c(_c(_c(x, p[2]), p[3], padding=(0, 3)), p[4], padding=(3, 0)), p[5], stride=2)
+    return torch.cat([b0, b1, _max_s2(x)], 1)
+
+
+def _v4_c_shapes(cin):
+    return [(256, cin, 1, 1), (384, cin, 1, 1), (256, 384, 1, 3), (256, 384, 3, 1), (384, cin, 1, 1),
+            (448, 384, 3, 1), (512, 448, 1, 3), (256, 512, 1, 3), (256, 512, 3, 1), (256, cin, 1, 1)]
+
+
+def _v4_c_forward(x, p):
+    x1 = _c(x, p[1])
+    x1 = torch.cat([_c(x1, p[2], padding=(0, 1)), _c(x1, p[3], padding=(1, 0))], 1)
+    x2 = _c(_c(_c(x, p[4]), p[5], padding=(1, 0)), p[6], padding=(0, 1))
+    x2 = torch.cat([_c(x2, p[7], padding=(0, 1)), _c(x2, p[8], padding=(1, 0))], 1)
+    return torch.cat([_c(x, p[0]), x1, x2, _c(_avg_exclude(x), p[9])], 1)
+
+
+def _irv2_mixed_5b_shapes(cin):
+    return [(96, cin, 1, 1), (48, cin, 1, 1), (64, 48, 5, 5), (64, cin, 1, 1), (96, 64, 3, 3), (96, 96, 3, 3),
+            (64, cin, 1, 1)]
+
+
+def _irv2_mixed_5b_forward(x, p):
+    b1 = _c(_c(x, p[1]), p[2], padding=2)
+    b2 = _c(_c(_c(x, p[3]), p[4], padding=1), p[5], padding=1)
+    return torch.cat([_c(x, p[0]), b1, b2, _c(_avg_exclude(x), p[6])], 1)
+
+
+def _irv2_mixed_6a_forward(x, p):
+    b1 = _c(_c(_c(x, p[1]), p[2], padding=1), p[3], stride=2)
+    return torch.cat([_c(x, p[0], stride=2), b1, _max_s2(x)], 1)
+
+
+def _irv2_mixed_7a_forward(x, p):
+    b0 = _c(_c(x, p[0]), p[1], stride=2)
+    b1 = _c(_c(x, p[2]), p[3], stride=2)
+    b2 = _c(_c(_c(x, p[4]), p[5], padding=1), p[6], stride=2)
+    return torch.cat([b0, b1, b2, _max_s2(x)], 1)
+
+
+def _block17_forward(x, p):
+    b1 = _c(_c(_c(x, p[1]), p[2], padding=(0, 3)), p[3], padding=(3, 0))
+    out = F.conv2d(torch.cat([_c(x, p[0]), b1], 1), p[4][0], p[4][1])
+    return F.relu(out * 0.10 + x)
+
+
+def _block8_forward(scale, relu):
+    def forward(x, p):
+        b1 = _c(_c(_c(x, p[1]), p[2], padding=(0, 1)), p[3], padding=(1, 0))
+        out = F.conv2d(torch.cat([_c(x, p[0]), b1], 1), p[4][0], p[4][1]) * scale + x
+        return F.relu(out) if relu else out
+    return forward
+
+
+def _block8_shapes(cin):
+    return [(192, cin, 1, 1), (192, cin, 1, 1), (224, 192, 1, 3), (256, 224, 3, 1), (cin, 448, 1, 1)]
+
 # name -> (hand-written copy, constructor arguments, input side, the program's catalogue entry as (table, key) or a
 # constructor call)
 HAND_WRITTEN = {
@@ -668,6 +837,28 @@ HAND_WRITTEN = {
     "resnet_block35": (HandWritten(lambda cin: [(32, cin, 1, 1), (32, cin, 1, 1), (32, 32, 3, 3), (32, cin, 1, 1),
                                                 (48, 32, 3, 3), (64, 48, 3, 3), (cin, 128, 1, 1)],
                                    _block35_forward), (20,), 6),
+    "v4_mixed_3a": (HandWritten(lambda cin: [(96, cin, 3, 3)], _mixed_3a_forward), (12,), 7),
+    "v4_mixed_4a": (HandWritten(lambda cin: [(64, cin, 1, 1), (96, 64, 3, 3), (64, cin, 1, 1), (64, 64, 1, 7),
+                                             (64, 64, 7, 1), (96, 64, 3, 3)], _mixed_4a_forward), (16,), 6),
+    "v4_mixed_5a": (HandWritten(lambda cin: [(192, cin, 3, 3)], _mixed_5a_forward), (12,), 8),
+    "v4_A": (HandWritten(_v4_a_shapes, _v4_a_forward), (20,), 5),
+    "v4_reduction_A": (HandWritten(lambda cin: [(384, cin, 3, 3), (192, cin, 1, 1), (224, 192, 3, 3),
+                                                (256, 224, 3, 3)], _v4_reduction_a_forward), (12,), 7),
+    "v4_B": (HandWritten(_v4_b_shapes, _v4_b_forward), (20,), 8),
+    "v4_reduction_B": (HandWritten(lambda cin: [(192, cin, 1, 1), (192, 192, 3, 3), (256, cin, 1, 1),
+                                                (256, 256, 1, 7), (320, 256, 7, 1), (320, 320, 3, 3)],
+                                   _v4_reduction_b_forward), (12,), 9),
+    "v4_C": (HandWritten(_v4_c_shapes, _v4_c_forward), (16,), 4),
+    "resnet_mixed_5b": (HandWritten(_irv2_mixed_5b_shapes, _irv2_mixed_5b_forward), (16,), 5),
+    "resnet_mixed_6a": (HandWritten(lambda cin: [(384, cin, 3, 3), (256, cin, 1, 1), (256, 256, 3, 3),
+                                                 (384, 256, 3, 3)], _irv2_mixed_6a_forward), (12,), 7),
+    "resnet_block17": (HandWritten(lambda cin: [(192, cin, 1, 1), (128, cin, 1, 1), (160, 128, 1, 7),
+                                                (192, 160, 7, 1), (cin, 384, 1, 1)], _block17_forward), (20,), 5),
+    "resnet_mixed_7a": (HandWritten(lambda cin: [(256, cin, 1, 1), (384, 256, 3, 3), (256, cin, 1, 1),
+                                                 (288, 256, 3, 3), (256, cin, 1, 1), (288, 256, 3, 3),
+                                                 (320, 288, 3, 3)], _irv2_mixed_7a_forward), (16,), 9),
+    "resnet_block8": (HandWritten(_block8_shapes, _block8_forward(0.2, True)), (24,), 4),
+    "resnet_block8_last": (HandWritten(_block8_shapes, _block8_forward(1.0, False)), (24,), 4),
 }
 
 
@@ -761,6 +952,12 @@ PROGRAM_CASES = {
     "bn_reduction": (P.bn_inception_reduction(12, (5, 6), (3, 7)), 8),
     "v4_C": (P.inception_v4_c(16), 4),
     "resnet_block8": (P.inception_resnet_block8(24, relu=False), 4),
+    "v4_mixed_3a": (P.inception_v4_mixed_3a(8), 7),
+    "v4_mixed_4a": (P.inception_v4_mixed_4a(12), 6),
+    "v4_B": (P.inception_v4_b(16), 5),
+    "v4_reduction_B": (P.inception_v4_reduction_b(12), 7),
+    "resnet_block17": (P.inception_resnet_block17(16), 5),
+    "resnet_mixed_7a": (P.inception_resnet_mixed_7a(12), 7),
 }
 
 

@@ -20,10 +20,11 @@ from torch import nn
 
 from ..blocks.programs import INCEPTION_V3_BLOCKS
 from ..blocks.spec import InceptionSpec
-from ..models import GOOGLENET_BLOCKS, googlenet
+from ..models import GOOGLENET_BLOCKS, googlenet, inception_resnet_v2, inception_v4
 from ..reference.d2l import Inception
 from ..reference.inception_v3 import INCEPTION_V3_BLOCKS as V3_REFERENCES
 from ..reference.inception_v3 import FIDFeatures, Inception3
+from ..reference.timm import unfused
 from ..testing import REL_TOL, TF32_REL_TOL, float64_reference, rel_error
 from .contenders import CONTENDERS, LAYOUTS, UNAVAILABLE, Contender, parameters_by_reference_names
 from .roofline import block_bytes, block_flops, convolutions_use_tf32, floor_seconds, network_flops, program_flops
@@ -49,6 +50,9 @@ NETWORKS = {
     NETWORK: (224, lambda: googlenet(NETWORK_CLASSES, 3)),
     "inception_v3": (299, lambda: Inception3(NETWORK_CLASSES)),
     "fid": (299, FIDFeatures),
+    # timm's networks, every block run as timm's forward runs it (reference.timm)
+    "inception_v4": (299, lambda: unfused(inception_v4(NETWORK_CLASSES))),
+    "inception_resnet_v2": (299, lambda: unfused(inception_resnet_v2(NETWORK_CLASSES))),
 }
 # models whose converted contenders fold BatchNorm: inference only
 INFERENCE_ONLY = ("fid",)

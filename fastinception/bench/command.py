@@ -136,12 +136,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "training step (fwdbwd); the same as --model googlenet")
     parser.add_argument("--model", type=_list(str, list(NETWORKS)), default=[],
                         help="comma-separated whole networks to time as well: googlenet, inception_v3 (torchvision's, "
-                        "299x299: inference and training step) and fid (pytorch-fid's 2048-feature extractor: "
-                        "feature extraction only)")
+                        "299x299: inference and training step), fid (pytorch-fid's 2048-feature extractor: "
+                        "feature extraction only), inception_v4 and inception_resnet_v2 (timm's, 299x299: inference "
+                        "and training step)")
     parser.add_argument("--googlenet-passes", type=_list(str, PASSES),
                         help="passes of the whole networks (default: --passes)")
     parser.add_argument("--googlenet-batches", type=_list(positive_int),
-                        help="batches of googlenet and inception_v3 (default: --batches)")
+                        help="batches of the whole networks but fid (default: --batches)")
     parser.add_argument("--fid-batches", type=_list(positive_int),
                         help="batches of fid (default 50,200; 2 on a CPU)")
     parser.add_argument("--full", action="store_true",

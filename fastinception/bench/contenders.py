@@ -3,7 +3,7 @@
 Each contender builds, from the reference model (already in the benchmark's dtype and device), the module it
 times, and names the memory format its input arrives in. FastInception contenders convert a copy of the
 reference (blocks, GoogLeNet), or load its weights into fastinception's own model (Inception-v3, the FID
-extractor), so every contender computes with the same weights.
+extractor, Inception-v4, Inception-ResNet-v2), so every contender computes with the same weights.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from torch import nn
 from ..convert import convert
 from ..fid.network import FIDInceptionV3
 from ..kernels.common import require_launchable
-from ..models import inception_v3
+from ..models import InceptionResnetV2, InceptionV4, inception_v3
 from ..reference.inception_v3 import FIDFeatures, Inception3
 
 LAYOUTS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -74,7 +74,7 @@ def _fast(backend: str):
     def build(model: nn.Module, layout: str) -> nn.Module:
         if backend == "triton":
             _require_triton(model)
-        if isinstance(model, (Inception3, FIDFeatures)):
+        if isinstance(model, (Inception3, FIDFeatures, InceptionV4, InceptionResnetV2)):
             return _fast_network(model, backend).to(memory_format=LAYOUTS[layout])
         return convert(_in_layout(model, layout), backend=backend)
 
@@ -83,10 +83,14 @@ def _fast(backend: str):
 
 def _fast_network(model: nn.Module, backend: str) -> nn.Module:
     """fastinception's own model with the weights of a reference Inception-v3 or FID extractor: ``inception_v3()``
-    (the same parameter names, so gradients compare by name) or ``FIDInceptionV3`` (BatchNorm folded)."""
+    (the same parameter names, so gradients compare by name) or ``FIDInceptionV3`` (BatchNorm folded); of timm's
+    networks with unfused blocks (``reference.timm``), the fused network of the same type."""
     weight = next(model.parameters())
     if isinstance(model, FIDFeatures):
         fast = FIDInceptionV3.from_state_dict(model.net.state_dict(), backend=backend)
+    elif isinstance(model, (InceptionV4, InceptionResnetV2)):
+        fast = type(model)(model.num_classes, backend=backend)
+        fast.load_state_dict(model.state_dict())
     else:
         fast = inception_v3(model.fc.out_features, fid=model.fid, backend=backend)
         fast.load_state_dict(model.state_dict())

@@ -210,10 +210,36 @@ FID_INCEPTION_BLOCKS = {
 
 
 # ---------------------------------------------------------------------------------------------
-# Inception-v4 and Inception-ResNet-v2 (timm): what the description can say; not built as modules yet
+# Inception-v4 and Inception-ResNet-v2 (timm 1.0.31's ``inception_v4.py`` and ``inception_resnet_v2.py``): every
+# conv is timm's ``ConvNormAct`` (conv without bias, BatchNorm eps 1e-3, ReLU), average pools exclude the padding,
+# stride-2 convs and pools are unpadded.
+
+def inception_v4_mixed_3a(in_channels=64, name="") -> BlockProgram:
+    """timm ``Mixed3a``: the stride-2 max-pool first, then a 3x3 stride-2 conv."""
+    return BlockProgram(in_channels, (
+        Branch((MAX_3X3_S2,)),
+        Branch((_conv(96, 3, 2),)),
+    ), name=name)
+
+
+def inception_v4_mixed_4a(in_channels=160, name="") -> BlockProgram:
+    """timm ``Mixed4a``: both branches end in an unpadded 3x3 (the side shrinks by 2)."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(64), _conv(96, 3))),
+        Branch((_conv(64), _1x7(64), _7x1(64), _conv(96, 3))),
+    ), name=name)
+
+
+def inception_v4_mixed_5a(in_channels=192, name="") -> BlockProgram:
+    """timm ``Mixed5a``: a 3x3 stride-2 conv first, then the stride-2 max-pool."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(192, 3, 2),)),
+        Branch((MAX_3X3_S2,)),
+    ), name=name)
+
 
 def inception_v4_a(in_channels=384, name="") -> BlockProgram:
-    """timm ``Inception_A``."""
+    """timm ``InceptionA``."""
     return BlockProgram(in_channels, (
         Branch((_conv(96),)),
         Branch((_conv(64), _conv(96, 3, 1, 1))),
@@ -223,7 +249,7 @@ def inception_v4_a(in_channels=384, name="") -> BlockProgram:
 
 
 def inception_v4_reduction_a(in_channels=384, name="") -> BlockProgram:
-    """timm ``Reduction_A``."""
+    """timm ``ReductionA``."""
     return BlockProgram(in_channels, (
         Branch((_conv(384, 3, 2),)),
         Branch((_conv(192), _conv(224, 3, 1, 1), _conv(256, 3, 2))),
@@ -231,13 +257,43 @@ def inception_v4_reduction_a(in_channels=384, name="") -> BlockProgram:
     ), name=name)
 
 
+def inception_v4_b(in_channels=1024, name="") -> BlockProgram:
+    """timm ``InceptionB``."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(384),)),
+        Branch((_conv(192), _1x7(224), _7x1(256))),
+        Branch((_conv(192), _7x1(192), _1x7(224), _7x1(224), _1x7(256))),
+        Branch((AVG_3X3_EXCLUDE_PAD, _conv(128))),
+    ), name=name)
+
+
+def inception_v4_reduction_b(in_channels=1024, name="") -> BlockProgram:
+    """timm ``ReductionB``."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(192), _conv(192, 3, 2))),
+        Branch((_conv(256), _1x7(256), _7x1(320), _conv(320, 3, 2))),
+        Branch((MAX_3X3_S2,)),
+    ), name=name)
+
+
 def inception_v4_c(in_channels=1536, name="") -> BlockProgram:
-    """timm ``Inception_C``: both spatial branches end in a 1x3 / 3x1 split."""
+    """timm ``InceptionC``: both spatial branches end in a 1x3 / 3x1 split."""
     return BlockProgram(in_channels, (
         Branch((_conv(256),)),
         Branch((_conv(384),), split=(_1x3(256), _3x1(256))),
         Branch((_conv(384), _3x1(448), _1x3(512)), split=(_1x3(256), _3x1(256))),
         Branch((AVG_3X3_EXCLUDE_PAD, _conv(256))),
+    ), name=name)
+
+
+def inception_resnet_mixed_5b(in_channels=192, name="") -> BlockProgram:
+    """timm ``Mixed_5b`` of Inception-ResNet-v2 (v3's A block with other widths, its average excluding the
+    padding)."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(96),)),
+        Branch((_conv(48), _conv(64, 5, 1, 2))),
+        Branch((_conv(64), _conv(96, 3, 1, 1), _conv(96, 3, 1, 1))),
+        Branch((AVG_3X3_EXCLUDE_PAD, _conv(64))),
     ), name=name)
 
 
@@ -250,9 +306,60 @@ def inception_resnet_block35(in_channels=320, scale=0.17, name="") -> BlockProgr
     ), residual=Residual(scale), name=name)
 
 
+def inception_resnet_mixed_6a(in_channels=320, name="") -> BlockProgram:
+    """timm ``Mixed_6a`` of Inception-ResNet-v2: 35 -> 17."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(384, 3, 2),)),
+        Branch((_conv(256), _conv(256, 3, 1, 1), _conv(384, 3, 2))),
+        Branch((MAX_3X3_S2,)),
+    ), name=name)
+
+
+def inception_resnet_block17(in_channels=1088, scale=0.10, name="") -> BlockProgram:
+    """timm ``Block17``: 1x1; 1x1 -> 1x7 -> 7x1; then x + scale * conv1x1(concat), then ReLU."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(192),)),
+        Branch((_conv(128), _1x7(160), _7x1(192))),
+    ), residual=Residual(scale), name=name)
+
+
+def inception_resnet_mixed_7a(in_channels=1088, name="") -> BlockProgram:
+    """timm ``Mixed_7a`` of Inception-ResNet-v2: 17 -> 8."""
+    return BlockProgram(in_channels, (
+        Branch((_conv(256), _conv(384, 3, 2))),
+        Branch((_conv(256), _conv(288, 3, 2))),
+        Branch((_conv(256), _conv(288, 3, 1, 1), _conv(320, 3, 2))),
+        Branch((MAX_3X3_S2,)),
+    ), name=name)
+
+
 def inception_resnet_block8(in_channels=2080, scale=0.2, relu=True, name="") -> BlockProgram:
-    """timm ``Block8`` (the last one has no ReLU)."""
+    """timm ``Block8``; the network's last one (``block8``) has scale 1.0 and no ReLU."""
     return BlockProgram(in_channels, (
         Branch((_conv(192),)),
         Branch((_conv(192), _1x3(224), _3x1(256))),
     ), residual=Residual(scale, relu), name=name)
+
+
+# Each block of timm's networks, by qualified module name, in order: (program, input side) at 299x299 images. The
+# programs are named by block type, so the instances of one type share one program (and its cached plans).
+INCEPTION_V4_BLOCKS = {
+    "features.3": (inception_v4_mixed_3a(name="Mixed3a"), 147),
+    "features.4": (inception_v4_mixed_4a(name="Mixed4a"), 73),
+    "features.5": (inception_v4_mixed_5a(name="Mixed5a"), 71),
+    **{f"features.{i}": (inception_v4_a(name="InceptionA"), 35) for i in range(6, 10)},
+    "features.10": (inception_v4_reduction_a(name="ReductionA"), 35),
+    **{f"features.{i}": (inception_v4_b(name="InceptionB"), 17) for i in range(11, 18)},
+    "features.18": (inception_v4_reduction_b(name="ReductionB"), 17),
+    **{f"features.{i}": (inception_v4_c(name="InceptionC"), 8) for i in range(19, 22)},
+}
+
+INCEPTION_RESNET_V2_BLOCKS = {
+    "mixed_5b": (inception_resnet_mixed_5b(name="Mixed_5b"), 35),
+    **{f"repeat.{i}": (inception_resnet_block35(name="Block35"), 35) for i in range(10)},
+    "mixed_6a": (inception_resnet_mixed_6a(name="Mixed_6a"), 35),
+    **{f"repeat_1.{i}": (inception_resnet_block17(name="Block17"), 17) for i in range(20)},
+    "mixed_7a": (inception_resnet_mixed_7a(name="Mixed_7a"), 17),
+    **{f"repeat_2.{i}": (inception_resnet_block8(name="Block8"), 8) for i in range(9)},
+    "block8": (inception_resnet_block8(scale=1.0, relu=False, name="Block8/last"), 8),
+}

@@ -10,10 +10,20 @@ from ..program_block import fold_into_conv
 BATCHNORMS = (nn.BatchNorm2d, nn.SyncBatchNorm)
 
 
+# What a BatchNorm subclass may carry besides the normalisation: timm's BatchNormAct2d applies its ``drop`` and its
+# ``act`` after it (an identity and the unit's ReLU in its ConvNormAct units); the probe proves the result.
+CARRIED = {"drop": (nn.Identity,), "act": (nn.ReLU, nn.Identity)}
+
+
 def check_foldable(bn: nn.Module, channels: int, where: str) -> None:
-    """Refuse a BatchNorm that does not act as a fixed per-channel affine map on ``channels`` channels."""
+    """Refuse a BatchNorm that does not act as a fixed per-channel affine map on ``channels`` channels (then at most
+    a ReLU, as timm's BatchNormAct2d)."""
     if type(bn) not in BATCHNORMS:
-        raise NotConvertible(f"{where}: {type(bn).__name__}, expected nn.BatchNorm2d")
+        carried = {name: type(m) for name, m in bn.named_children()}
+        if not isinstance(bn, nn.BatchNorm2d) or any(name not in CARRIED or kind not in CARRIED[name]
+                                                      for name, kind in carried.items()):
+            raise NotConvertible(f"{where}: {type(bn).__name__}, expected nn.BatchNorm2d (or one that carries only "
+                                 f"a ReLU, as timm's BatchNormAct2d)")
     if bn.num_features != channels:
         raise NotConvertible(f"{where}: {bn.num_features} features after a conv with {channels} output channels")
     if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:

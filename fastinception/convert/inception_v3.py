@@ -60,8 +60,9 @@ def v3_kind(module: nn.Module) -> str | None:
     return max(present, key=lambda kind: len(LAYOUTS[kind][0]), default=None)
 
 
-def _conv_of(unit: nn.Module, in_channels: int, where: str) -> Conv:
-    """The program conv of a conv+BatchNorm+ReLU unit reading ``in_channels``; refuses anything else."""
+def unit_conv(unit: nn.Module, in_channels: int, where: str) -> Conv:
+    """The program conv of a conv+BatchNorm+ReLU unit (torchvision's BasicConv2d, timm's ConvNormAct) reading
+    ``in_channels``; refuses anything else."""
     only_children(unit, {"conv", "bn"}, where)
     conv = child(unit, "conv", where)
     if type(conv) is not nn.Conv2d:
@@ -97,11 +98,11 @@ def v3_block_of(module: nn.Module) -> V3Block:
         ops, channels = [], cin
         for item in chain:
             if isinstance(item, int):
-                ops.append(_conv_of(units[item], channels, names[item]))
+                ops.append(unit_conv(units[item], channels, names[item]))
                 channels = ops[-1].out_channels
             else:
                 ops.append(item)
-        split_convs = tuple(_conv_of(units[i], channels, names[i]) for i in split)
+        split_convs = tuple(unit_conv(units[i], channels, names[i]) for i in split)
         branches.append((tuple(ops), split_convs))
     # num_batches_tracked is an integer counter, not part of the arithmetic
     tensors = [t for u in units for t in (*u.conv.parameters(), *u.bn.parameters(), *u.bn.buffers())]

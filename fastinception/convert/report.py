@@ -14,7 +14,8 @@ class ConvertedBlock:
     ``name`` is its qualified name in the model ("" for the model itself); ``style`` is ``"d2l"`` (submodules
     ``p1_1 .. p4_2``, weights copied) or ``"torchvision"`` (``branch1 .. branch4``, BatchNorm folded), both made
     ``FastInception`` with ``spec``, or ``"inception_v3"`` (torchvision's or pytorch-fid's A-E blocks, BatchNorm
-    folded), made a ``ProgramBlock`` running ``spec``, the ``BlockProgram`` the probe found it computes.
+    folded) or ``"timm"`` (timm's Inception-v4 and Inception-ResNet-v2 blocks, BatchNorm folded), made a
+    ``ProgramBlock`` running ``spec``, the ``BlockProgram`` the probe found it computes.
     """
 
     name: str

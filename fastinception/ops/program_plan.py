@@ -27,11 +27,9 @@ def run_program_torch(program: BlockProgram, weights, x: torch.Tensor, out: torc
     convolution (``F.conv2d``, or ``triton_conv.triton_conv2d`` for the triton backend of such a block)."""
     program.check_weights(weights)
     if program.residual is not None:
-        if epilogue is not None:
-            raise NotImplementedError("an epilogue on a residual program")
         if out is not None:
             program_output(program, x, out)
-        return _run_residual(program, weights, x, out, transformed)
+        return _run_residual(program, weights, x, out, transformed, epilogue, conv2d)
     out = program_output(program, x, out)
     pairs = list(weights)
     conv = _conv_with(epilogue, conv2d)
@@ -116,12 +114,18 @@ def _pointwise_heads(program: BlockProgram, pairs, x: torch.Tensor, epilogue, co
     return {i: F.relu(p) if op.relu else p for (i, (_, op, _)), p in zip(firsts.items(), pieces)}
 
 
-def _run_residual(program, weights, x, out, transformed):
-    # the concatenation feeds a conv, so it gets a buffer of its own; the residual sum then goes into out
-    cat = run_program_torch(BlockProgram(program.in_channels, program.branches), tuple(weights)[:-1], x,
-                            transformed=transformed)
-    w, b = tuple(weights)[-1]
-    y = x + program.residual.scale * F.conv2d(cat, w, b)
+def _run_residual(program, weights, x, out, transformed, epilogue, conv2d):
+    # the concatenation feeds a conv, so it gets a buffer of its own; the residual sum then goes into out. The
+    # branches' convs are the program's first slots, so an epilogue sees the same indices in both runs; the
+    # projection (the last slot) gets its epilogue too, before the scale.
+    weights = tuple(weights)
+    cat = run_program_torch(BlockProgram(program.in_channels, program.branches), weights[:-1], x,
+                            transformed=transformed, epilogue=epilogue, conv2d=conv2d)
+    w, b = weights[-1]
+    projection = conv2d(cat, w, b)
+    if epilogue is not None:
+        projection = epilogue(len(weights) - 1, projection)
+    y = x + program.residual.scale * projection
     if program.residual.relu:
         # ReLU as PyTorch computes it and differentiates it (zero where y <= 0, a NaN passing), whose backward keeps
         # the condition instead of the output, which the caller may change in place

@@ -302,6 +302,16 @@ def test_inception_v3_blocks_run_inference_only(tmp_path, capsys):
     assert "--v3-blocks Mixed_7a" in results["command"]
 
 
+@pytest.mark.slow  # tens of seconds on two cores: copies of 43M and 55M parameters in fp32 and float64
+@pytest.mark.parametrize("model", ["inception_v4", "inception_resnet_v2"])
+def test_timms_networks_are_checked_against_float64_and_timed(model):
+    # at 75x75, the smallest side they take: the eager reference (timm's forward) and ours, both checked first
+    record = run_case(Case(model, "fwdbwd", "fp32", 1, size=75), ["eager-nchw", "fast-torch"], torch.device("cpu"),
+                      "channels_last", Rates({"fp32": 1e9}, 1e9), 1.0, lambda text: None)
+    assert [(r["name"], r["status"]) for r in record["contenders"]] == [("eager-nchw", "ok"), ("fast-torch", "ok")]
+    assert record["ours"] == "fast-torch" and record["flops"] > 0
+
+
 @pytest.mark.slow  # whole networks at 299x299: seconds each even on a CPU
 @pytest.mark.parametrize("model, passes", [("fid", ["fwd"]), ("inception_v3", ["fwd", "fwdbwd"])])
 def test_whole_inception_v3_and_the_fid_extractor(tmp_path, model, passes):

@@ -29,6 +29,21 @@ PROGRAMS = {
     "bn_block_max": lambda *a: P.bn_inception_block(*a, pool=P.BN_MAX_3X3),
     "bn_reduction": lambda *a: P.bn_inception_reduction(*a),
     "resnet_block35": lambda cin: P.inception_resnet_block35(cin),
+    "v4_mixed_3a": lambda cin: P.inception_v4_mixed_3a(cin),
+    "v4_mixed_4a": lambda cin: P.inception_v4_mixed_4a(cin),
+    "v4_mixed_5a": lambda cin: P.inception_v4_mixed_5a(cin),
+    "v4_A": lambda cin: P.inception_v4_a(cin),
+    "v4_reduction_A": lambda cin: P.inception_v4_reduction_a(cin),
+    "v4_B": lambda cin: P.inception_v4_b(cin),
+    "v4_reduction_B": lambda cin: P.inception_v4_reduction_b(cin),
+    "v4_C": lambda cin: P.inception_v4_c(cin),
+    "resnet_mixed_5b": lambda cin: P.inception_resnet_mixed_5b(cin),
+    "resnet_mixed_6a": lambda cin: P.inception_resnet_mixed_6a(cin),
+    "resnet_block17": lambda cin: P.inception_resnet_block17(cin),
+    "resnet_mixed_7a": lambda cin: P.inception_resnet_mixed_7a(cin),
+    "resnet_block8": lambda cin: P.inception_resnet_block8(cin),
+    # the network's last Block8 as the catalogue has it (scale 1, no ReLU), at a small width
+    "resnet_block8_last": lambda cin: dataclasses.replace(P.INCEPTION_RESNET_V2_BLOCKS["block8"][0], in_channels=cin),
 }
 
 
@@ -63,7 +78,9 @@ def test_googlenet_program_is_the_reference_block():
     (P.INCEPTION_V3_BLOCKS, {35: 35, 17: 17, 8: 8}),
     (P.FID_INCEPTION_BLOCKS, {35: 35, 17: 17, 8: 8}),
     (P.BN_INCEPTION_BLOCKS, {28: 28, 14: 14, 7: 7}),
-], ids=["v3", "fid", "bn"])
+    (P.INCEPTION_V4_BLOCKS, {}),
+    (P.INCEPTION_RESNET_V2_BLOCKS, {}),
+], ids=["v3", "fid", "bn", "v4", "irv2"])
 def test_catalogue_chains_channels_and_sizes_as_the_networks_do(table, sides):
     # each block's input is the previous block's output, in channels and in size
     blocks = list(table.values())
@@ -79,6 +96,16 @@ def test_catalogue_output_channels():
     assert v3 == {"Mixed_5b": 256, "Mixed_5c": 288, "Mixed_5d": 288, "Mixed_6a": 768, "Mixed_6b": 768,
                   "Mixed_6c": 768, "Mixed_6d": 768, "Mixed_6e": 768, "Mixed_7a": 1280, "Mixed_7b": 2048,
                   "Mixed_7c": 2048}
+    v4 = {p.name: p.out_channels for p, _ in P.INCEPTION_V4_BLOCKS.values()}
+    assert v4 == {"Mixed3a": 160, "Mixed4a": 192, "Mixed5a": 384, "InceptionA": 384, "ReductionA": 1024,
+                  "InceptionB": 1024, "ReductionB": 1536, "InceptionC": 1536}
+    irv2 = {p.name: (p.out_channels, p.residual) for p, _ in P.INCEPTION_RESNET_V2_BLOCKS.values()}
+    assert irv2 == {"Mixed_5b": (320, None), "Block35": (320, Residual(0.17)), "Mixed_6a": (1088, None),
+                    "Block17": (1088, Residual(0.10)), "Mixed_7a": (2080, None), "Block8": (2080, Residual(0.20)),
+                    "Block8/last": (2080, Residual(1.0, relu=False))}
+    # timm's block counts: 4 A, 7 B, 3 C; 10 Block35, 20 Block17, 9 Block8 and the last
+    assert [p.name for p, _ in P.INCEPTION_V4_BLOCKS.values()].count("InceptionB") == 7
+    assert len(P.INCEPTION_V4_BLOCKS) == 19 and len(P.INCEPTION_RESNET_V2_BLOCKS) == 43
     bn = {k: p.out_channels for k, (p, _) in P.BN_INCEPTION_BLOCKS.items()}
     assert bn == {"3a": 256, "3b": 320, "3c": 576, "4a": 576, "4b": 576, "4c": 608, "4d": 608, "4e": 1056,
                   "5a": 1024, "5b": 1024}

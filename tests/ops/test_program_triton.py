@@ -60,7 +60,8 @@ CASES["pools_only"] = (BlockProgram(6, (Branch((Pool("max", 3, 2, ceil_mode=True
 # launches of one forward, by block type: the stem, then one per remaining op (a two-conv split is one)
 LAUNCHES = {"v1": 3, "v3_A": 5, "fid_A": 5, "v3_A_tv": 5, "v3_B": 5, "v3_C": 8, "v3_D": 6, "v3_E": 5, "fid_E_1": 5,
             "fid_E_2": 4, "bn_block": 5, "bn_block_max": 4, "bn_reduction": 5, "v4_C": 6, "v4_reduction_A": 5,
-            "six_heads": 2, "pools_only": 2, "resnet_block8": 4, "resnet_block35": 5}
+            "six_heads": 2, "pools_only": 2, "resnet_block8": 4, "resnet_block35": 5, "v4_mixed_3a": 2,
+            "v4_mixed_4a": 5, "v4_B": 8, "v4_reduction_B": 6, "resnet_block17": 4, "resnet_mixed_7a": 6}
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +89,8 @@ def _poisoned_out(program, x, fmt):
 
 
 # variants whose kernels and launch shapes other cases run: under -m slow only
-SLOW_VARIANTS = ("fid_A", "v3_A_tv", "bn_block_max", "v4_reduction_A")
+SLOW_VARIANTS = ("fid_A", "v3_A_tv", "bn_block_max", "v4_reduction_A", "v4_mixed_3a", "v4_B", "v4_reduction_B",
+                 "resnet_mixed_7a")
 
 
 @pytest.mark.parametrize("dtype, fmt", [
