@@ -1,6 +1,7 @@
 """The block programs' column of the README's support table (``ProgramBlock``, the v3 blocks, ``inception_v3()``,
-``bn_inception()``, the FID network, converted models): in-place ops on the output, ``torch.compile(fullgraph=True)``
-with no graph break, also with ``out=``, ``torch.export`` and CUDA graphs, on both backends where the table says so.
+``bn_inception()``, ``inception_v4()``, ``inception_resnet_v2()``, the FID network, converted models): in-place ops on
+the output, ``torch.compile(fullgraph=True)`` with no graph break, also with ``out=``, ``torch.export`` and CUDA
+graphs, on both backends where the table says so.
 
 Whole networks are traced on the meta device, where the custom ops run their fake implementations: Dynamo's and
 export's tracing is what these tests check, at no cost in kernel time; the numbers of a compiled and of an exported
@@ -90,12 +91,17 @@ NETWORKS = {  # each with the smallest input it takes and its programs: blocks (
     "FID network": (lambda: FIDInceptionV3.from_state_dict(FIDFeatures().net.state_dict(), backend="triton"), 32,
                     11 + 5 + 2 + 1),
     "converted torchvision Inception-v3": (_converted_torchvision, 75, 11),
+    "inception_v4()": (lambda: fastinception.inception_v4(backend="triton").eval(), 75, 19),
+    "inception_resnet_v2()": (lambda: fastinception.inception_resnet_v2(backend="triton").eval(), 75, 43),
 }
 
 
-# the FID variant and BN-Inception trace the same custom op paths as the first: under -m slow
-@pytest.mark.parametrize("network", [pytest.param(n, marks=pytest.mark.slow)
-                                     if n in ("inception_v3(fid=True)", "bn_inception()") else n for n in NETWORKS])
+# the FID variant, BN-Inception and Inception-v4 trace the same custom op paths as the others: under -m slow
+SLOW_NETWORKS = ("inception_v3(fid=True)", "bn_inception()", "inception_v4()")
+
+
+@pytest.mark.parametrize("network", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_NETWORKS else n
+                                     for n in NETWORKS])
 def test_a_whole_network_compiles_as_one_graph(network):
     build, side, programs = NETWORKS[network]
     model = build().to("meta")
