@@ -42,12 +42,14 @@ def _copies(configs):
     return [triton.Config(dict(c.kwargs), num_warps=c.num_warps, num_stages=c.num_stages) for c in configs]
 
 
-# The input grad loads two A tiles (the gradient and the saved output for the ReLU mask): of the forward's fp32 lists,
-# the tiles that did not spill on sm_90 here (offline compiles of v3 C and D's backward: 128x32x16 with 4 warps
-# spilled 120 bytes in ieee, 128x64x32 with 4 warps 568-1200 and 128x128x32 with 8 warps 96 in tf32)
+# The input grad loads two A tiles (the gradient and the ReLU mask): of the forward's fp32 lists, the tiles that did
+# not spill on sm_90 here (offline compiles of v3 C and D's backward: 128x32x16 with 4 warps spilled 120 bytes in
+# ieee; in tf32 128x64x32 with 4 warps 568-1200, 128x128x32 with 8 warps 96, and 128x32x16 with 4 warps 136 on D's
+# stride-2 3x3 convs once the mask became a byte tensor)
 DGRAD_IEEE_CONFIGS = [c for c in _copies(GENERAL_CONV_IEEE_CONFIGS) if c.num_warps == 8]
 DGRAD_TF32_CONFIGS = [c for c in _copies(GENERAL_CONV_TF32_CONFIGS)
-                      if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps) not in ((128, 64, 4), (128, 128, 8))]
+                      if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps)
+                      not in ((128, 64, 4), (128, 128, 8), (128, 32, 4))]
 
 
 @triton.jit

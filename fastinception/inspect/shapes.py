@@ -183,6 +183,8 @@ WORK = {
     "stem_wgrad": Work(_stem_wgrad_flops, lambda a, meta, ctas: _pixel_k(a, meta, ctas, 1)),
     # the fixed-order sum of S partial rows of R values
     "reduce_partials": Work(lambda a: a["S"] * a["R"], lambda a, meta, ctas: a["S"]),
+    # a block program's ReLU mask: one compare per output element, no K loop
+    "relu_mask": Work(lambda a: a["P"] * a["C"], lambda a, meta, ctas: 1),
 }
 
 

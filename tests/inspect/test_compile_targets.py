@@ -120,8 +120,10 @@ PROGRAM_DOT_KERNELS = ("pointwise_stem", "conv2d_general", "conv2d_input_grad", 
 def assert_program_kernels(rows):
     assert_no_spills(rows)
     dots = [r for r in rows if _kernel(r) in PROGRAM_DOT_KERNELS and " bias " not in f"{r['kernel']} "]
-    # reduce_partials: the weight grads whose pixel sum is split (on v3's blocks at batch 32, some of every block's)
-    assert {_kernel(r) for r in rows} == {*PROGRAM_DOT_KERNELS, "pool2d", "pool2d_input_grad", "reduce_partials"}
+    # reduce_partials: the weight grads whose pixel sum is split (on v3's blocks at batch 32, some of every block's);
+    # relu_mask: what the backward keeps of the output when autograd records
+    assert {_kernel(r) for r in rows} == {*PROGRAM_DOT_KERNELS, "pool2d", "pool2d_input_grad", "reduce_partials",
+                                          "relu_mask"}
     other = [f"{_where(r)}: {r['mma']}" for r in dots if r["dtype"] in TENSOR_CORE_DTYPES and r["mma"] != "wgmma"]
     assert not other, other
     plain = [f"{_where(r)}: {r['loads']}" for r in dots if r["loads"] not in ("cp.async", "cp.async<16B")]
