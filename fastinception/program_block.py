@@ -16,6 +16,7 @@ from .autocast import LOWERABLE, autocast_dtype, lowered
 from .blocks.program import BlockProgram
 from .functional import check_backend, copies_into_out, resolve_backend
 from .ops.overlap import may_share_elements
+from .ops.program_bn_function import program_bn_triton
 from .ops.program_plan import program_output, run_program_torch
 from .ops.program_triton_function import program_triton
 from .ops.triton_conv import triton_conv2d
@@ -131,8 +132,10 @@ def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backe
     (``bns``) and a ReLU; ``bns[k]`` None for a conv without BatchNorm (Inception-ResNet's projection), which runs
     as the program states it (its own ReLU flag). On the triton backend, BatchNorms using running statistics are
     folded into the convs on every call and the block runs its fused plan on the kernels; BatchNorms using batch
-    statistics (training mode) run as each conv's epilogue, updating their statistics as the modules would, between
-    convs computed by the general conv kernel (``"triton"``) or by PyTorch (``"auto"`` and ``"torch"``)."""
+    statistics (training mode) run on the kernels too when every BatchNorm does (``fused_training_applies``:
+    ``ops/program_bn_triton.py``, statistics in the conv kernels' epilogues); otherwise as each conv's epilogue,
+    updating their statistics as the modules would, between convs computed by the general conv kernel
+    (``"triton"``) or by PyTorch (``"auto"`` and ``"torch"``)."""
     if not any(uses_batch_statistics(bn) for bn in bns if bn is not None):
         if resolve_backend(backend, x) == "triton":
             folded = [(w, b) if bn is None else
@@ -140,6 +143,8 @@ def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backe
                       for (w, b), bn in zip(convs, bns)]
             return run_checked(program, folded, x, backend="triton")
         backend = "torch"
+    elif fused_training_applies(program, convs, bns, x, backend):
+        return program_bn_triton(program, convs, bns, x, program_output(program, x, None))
     slots = program.conv_slots()
 
     def epilogue(k, y):
@@ -149,3 +154,23 @@ def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backe
 
     # batch statistics: "auto" keeps PyTorch's convolutions, "triton" runs each conv on the kernel
     return run_checked(program, list(convs), x, epilogue=epilogue, backend="triton" if backend == "triton" else "torch")
+
+
+def fused_training_applies(program: BlockProgram, convs, bns, x: torch.Tensor, backend: str) -> bool:
+    """Whether the training-mode block runs on the kernels with BatchNorm fused (``ops/program_bn_triton.py``): the
+    triton backend, every conv followed by a BatchNorm using batch statistics, no residual end, and an input the
+    kernels take as it is (the block's dtype, no autocast, no torch.func transform, not bf16 under the interpreter).
+    The rest (and every malformed input, whose error the general path gives) runs the general path."""
+    from .kernels.common import bf16_on_interpreter
+
+    if program.residual is not None or any(bn is None or not uses_batch_statistics(bn) for bn in bns):
+        return False
+    if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != program.in_channels:
+        return False
+    tensors = [t for (w, b), bn in zip(convs, bns) for t in (w, b, bn.weight, bn.bias) if t is not None]
+    if any(t.dtype != x.dtype or t.device != x.device for t in tensors) or autocast_dtype(x) is not None:
+        return False
+    if resolve_backend(backend, x) != "triton" or bf16_on_interpreter(x.dtype, x.device):
+        return False
+    functorch = torch._C._functorch
+    return torch.compiler.is_compiling() or not any(functorch.is_functorch_wrapped_tensor(t) for t in (x, *tensors))

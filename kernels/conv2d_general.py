@@ -24,8 +24,9 @@ from .tiles import conv_taps, pc_ptrs, pixel_coords
 
 @triton.jit
 def _conv_tile(
-    # pointers (b_ptr: None for a conv without bias; r_ptr: None, or the residual added before the ReLU)
-    x_ptr, w_ptr, b_ptr, out_ptr, r_ptr,
+    # pointers (b_ptr: None for a conv without bias; r_ptr: None, or the residual added before the ReLU; s_ptr: None,
+    # or the [2, cdiv(P, STATS_ROWS), C_OUT] buffer of each output channel's per-row-group sum and centred squares)
+    x_ptr, w_ptr, b_ptr, out_ptr, r_ptr, s_ptr,
     # this program's tile
     pid_m, pid_n,
     # sizes: P = N*OH*OW output pixels
@@ -36,9 +37,10 @@ def _conv_tile(
     stride_b,
     stride_out_n, stride_out_c, stride_out_h, stride_out_w,
     stride_r_n, stride_r_c, stride_r_h, stride_r_w,
+    stride_s_k, stride_s_t,
     # meta-parameters
     KH: tl.constexpr, KW: tl.constexpr, SH: tl.constexpr, SW: tl.constexpr, PH: tl.constexpr, PW: tl.constexpr,
-    RELU: tl.constexpr, R_SCALE: tl.constexpr,
+    RELU: tl.constexpr, R_SCALE: tl.constexpr, STATS_ROWS: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -60,8 +62,34 @@ def _conv_tile(
                       mask=mask_m[:, None] & mask_n[None, :], other=0.0).to(ACC_DTYPE) + R_SCALE * acc
     if RELU:
         acc = tl.where(acc < 0, 0.0, acc)  # keeps NaN, as torch.relu does
+    if s_ptr is not None:
+        # BatchNorm's batch statistics of the values as stored, per group of STATS_ROWS pixels (a fixed grouping,
+        # whatever the tile: the combine's order, and so its bits, does not depend on the autotuner's choice)
+        _store_channel_stats(acc.to(out_ptr.dtype.element_ty).to(ACC_DTYPE), s_ptr, pid_m, offs_n, mask_n, P,
+                             stride_s_k, stride_s_t, STATS_ROWS, BLOCK_M, BLOCK_N)
     tl.store(pc_ptrs(out_ptr, n_idx, oh, ow, offs_n, stride_out_n, stride_out_c, stride_out_h, stride_out_w),
              acc.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def _store_channel_stats(v, s_ptr, pid_m, offs_n, mask_n, P, stride_s_k, stride_s_t,
+                         ROWS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    # v [BM, BN]: for each group of ROWS pixels, each channel's sum and sum of squares about the group's own mean
+    # (Chan's form: combined later without the cancellation of sum(v^2) - n * mean^2)
+    GROUPS: tl.constexpr = BLOCK_M // ROWS
+    rows = pid_m * GROUPS + tl.arange(0, GROUPS).to(pid_m.dtype)  # [G] group index
+    pix = rows[:, None] * ROWS + tl.arange(0, ROWS)[None, :]  # [G, ROWS] pixel index
+    valid = (pix < P)[:, :, None]
+    v3 = tl.where(valid, tl.reshape(v, (GROUPS, ROWS, BLOCK_N)), 0.0)
+    count = tl.minimum(P - rows * ROWS, ROWS)  # [G], <= 0 for groups past the last pixel
+    total = tl.sum(v3, axis=1)  # [G, BN]
+    mean = total / tl.maximum(count, 1).to(v.dtype)[:, None]
+    centred = tl.where(valid, v3 - mean[:, None, :], 0.0)
+    squares = tl.sum(centred * centred, axis=1)
+    ptrs = s_ptr + rows[:, None] * stride_s_t + offs_n[None, :]
+    mask = (count > 0)[:, None] & mask_n[None, :]
+    tl.store(ptrs, total, mask=mask)
+    tl.store(ptrs + stride_s_k, squares, mask=mask)
 
 
 def _config(m, n, k, warps, stages):
@@ -106,7 +134,7 @@ _SHAPE_KEYS = ["KH", "KW", "SH", "SW", "PH", "PW", "RELU"]
 @triton.jit
 def _conv2d_general_kernel(
     # pointers: the shared input, then problem a (with its residual, or None) and problem b (absent when C_OUT_B is 0)
-    x_ptr, wa_ptr, ba_ptr, outa_ptr, ra_ptr, wb_ptr, bb_ptr, outb_ptr,
+    x_ptr, wa_ptr, ba_ptr, outa_ptr, ra_ptr, sa_ptr, wb_ptr, bb_ptr, outb_ptr,
     # sizes
     P, H, W, OH, OW, C_IN, C_OUT_A, C_OUT_B,
     # strides
@@ -115,12 +143,13 @@ def _conv2d_general_kernel(
     stride_ba,
     stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
     stride_ra_n, stride_ra_c, stride_ra_h, stride_ra_w,
+    stride_sa_k, stride_sa_t,
     stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
     stride_bb,
     stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
     # meta-parameters
     KH_A: tl.constexpr, KW_A: tl.constexpr, SH_A: tl.constexpr, SW_A: tl.constexpr, PH_A: tl.constexpr,
-    PW_A: tl.constexpr, RELU_A: tl.constexpr, R_SCALE_A: tl.constexpr,
+    PW_A: tl.constexpr, RELU_A: tl.constexpr, R_SCALE_A: tl.constexpr, STATS_ROWS: tl.constexpr,
     KH_B: tl.constexpr, KW_B: tl.constexpr, SH_B: tl.constexpr, SW_B: tl.constexpr, PH_B: tl.constexpr,
     PW_B: tl.constexpr, RELU_B: tl.constexpr,
     USE_DOT: tl.constexpr, PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX: tl.constexpr,
@@ -131,28 +160,30 @@ def _conv2d_general_kernel(
     num_n_a = tl.cdiv(C_OUT_A, BLOCK_N)
     tiles_a = tl.cdiv(P, BLOCK_M) * num_n_a
     if pid < tiles_a:
-        _conv_tile(x_ptr, wa_ptr, ba_ptr, outa_ptr, ra_ptr, pid // num_n_a, pid % num_n_a,
+        _conv_tile(x_ptr, wa_ptr, ba_ptr, outa_ptr, ra_ptr, sa_ptr, pid // num_n_a, pid % num_n_a,
                    P, H, W, OH, OW, C_IN, C_OUT_A,
                    stride_x_n, stride_x_c, stride_x_h, stride_x_w,
                    stride_wa_o, stride_wa_i, stride_wa_h, stride_wa_w,
                    stride_ba,
                    stride_outa_n, stride_outa_c, stride_outa_h, stride_outa_w,
                    stride_ra_n, stride_ra_c, stride_ra_h, stride_ra_w,
-                   KH_A, KW_A, SH_A, SW_A, PH_A, PW_A, RELU_A, R_SCALE_A, USE_DOT, PRECISION, ACC_DTYPE,
+                   stride_sa_k, stride_sa_t,
+                   KH_A, KW_A, SH_A, SW_A, PH_A, PW_A, RELU_A, R_SCALE_A, STATS_ROWS, USE_DOT, PRECISION, ACC_DTYPE,
                    BLOCK_M, BLOCK_N, BLOCK_K)
     elif C_OUT_B > 0:
         num_n_b = tl.cdiv(C_OUT_B, BLOCK_N)
         pid_b = pid - tiles_a
         pid_m = pid_b // num_n_b
         if pid_m * BLOCK_M < P:  # a grid spilled onto axis 1 rounds up past the last tile
-            _conv_tile(x_ptr, wb_ptr, bb_ptr, outb_ptr, None, pid_m, pid_b % num_n_b,
+            _conv_tile(x_ptr, wb_ptr, bb_ptr, outb_ptr, None, None, pid_m, pid_b % num_n_b,
                        P, H, W, OH, OW, C_IN, C_OUT_B,
                        stride_x_n, stride_x_c, stride_x_h, stride_x_w,
                        stride_wb_o, stride_wb_i, stride_wb_h, stride_wb_w,
                        stride_bb,
                        stride_outb_n, stride_outb_c, stride_outb_h, stride_outb_w,
                        0, 0, 0, 0,
-                       KH_B, KW_B, SH_B, SW_B, PH_B, PW_B, RELU_B, 1.0, USE_DOT, PRECISION, ACC_DTYPE,
+                       0, 0,
+                       KH_B, KW_B, SH_B, SW_B, PH_B, PW_B, RELU_B, 1.0, STATS_ROWS, USE_DOT, PRECISION, ACC_DTYPE,
                        BLOCK_M, BLOCK_N, BLOCK_K)
 
 
@@ -167,11 +198,23 @@ def _problem(suffix, weight, bias, out, kernel, stride, padding, relu):
     }
 
 
-def launch_conv2d_general(x, convs, *, residual=None, allow_tf32=False, config=None) -> None:
+# pixels per group of the batch-statistics partials (every tile's BLOCK_M is a multiple of it)
+STATS_ROWS = 32
+
+
+def stats_groups(pixels: int) -> int:
+    """Rows of a conv's batch-statistics partial buffer: one per STATS_ROWS output pixels."""
+    return triton.cdiv(pixels, STATS_ROWS)
+
+
+def launch_conv2d_general(x, convs, *, residual=None, stats=None, allow_tf32=False, config=None) -> None:
     """One launch running one or two convs on ``x``: ``convs`` is a list of one or two ``(weight, bias, out, kernel,
     stride, padding, relu)``; each ``out[...] <- act(conv2d(x, weight, bias, stride, padding))``, with ``bias`` None
     for none and ``relu`` a bool. Both outputs have the same (N, OH, OW). ``residual``: None, or ``(r, scale)`` for
-    the first conv only: ``out <- act(r + scale * conv2d(...))``, r shaped as out. Any strides for every tensor.
+    the first conv only: ``out <- act(r + scale * conv2d(...))``, r shaped as out. ``stats``: None, or for the first
+    conv a [2, stats_groups(P), C_out] buffer (contiguous, fp32; fp64 for fp64) that receives, per group of
+    STATS_ROWS output pixels and output channel, the sum and the sum of squares about the group's mean of the values
+    stored (BatchNorm's batch statistics, combined by ``batchnorm_forward``). Any strides for every tensor.
     Unchecked."""
     if not 1 <= len(convs) <= 2:
         raise ValueError(f"one launch runs one or two convs, got {len(convs)}")
@@ -188,6 +231,8 @@ def launch_conv2d_general(x, convs, *, residual=None, allow_tf32=False, config=N
                   ra_ptr=None if residual is None else residual[0],
                   **strides("ra", None if residual is None else residual[0]),
                   R_SCALE_A=1.0 if residual is None else float(residual[1]),
+                  sa_ptr=stats, stride_sa_k=0 if stats is None else stats.stride(0),
+                  stride_sa_t=0 if stats is None else stats.stride(1), STATS_ROWS=STATS_ROWS,
                   INDEX=index_dtype(x, *(c[2] for c in convs), None if residual is None else residual[0]),
                   **mma_meta(x.dtype, allow_tf32))
     if len(convs) == 1:

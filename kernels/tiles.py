@@ -242,3 +242,19 @@ def store_partial(
                 tl.atomic_add(row_ptr + R_W + b_rows, bacc, mask=rows_ok, sem="relaxed")
             else:
                 tl.store(row_ptr + R_W + b_rows, bacc, mask=rows_ok)
+
+
+@triton.jit
+def bn_activation(y, stat_ptr, g_ptr, b_ptr, offs_n, mask_n, stride_stat_k, ACC_DTYPE: tl.constexpr):
+    # BatchNorm of a [pixels, channels] tile y (in ACC_DTYPE) from its channels' saved mean and rstd ([2, C]):
+    # (xhat, gamma * xhat + beta), gamma / beta None for 1 / 0. The forward's activation and the backward's ReLU
+    # decision both come from here, so they agree bit for bit.
+    mean = tl.load(stat_ptr + offs_n, mask=mask_n, other=0.0).to(ACC_DTYPE)
+    rstd = tl.load(stat_ptr + stride_stat_k + offs_n, mask=mask_n, other=0.0).to(ACC_DTYPE)
+    xhat = (y - mean[None, :]) * rstd[None, :]
+    z = xhat
+    if g_ptr is not None:
+        z = z * tl.load(g_ptr + offs_n, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    if b_ptr is not None:
+        z = z + tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(ACC_DTYPE)[None, :]
+    return xhat, z
