@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 import triton
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from triton.runtime.jit import JITFunction
 
@@ -37,8 +38,8 @@ from ..blocks.program import BlockProgram
 from ..kernels import common, conv2d_backward
 from ..kernels import launch as launch_module
 from ..layer import FastInception
-from ..ops import program_triton_function
-from ..program_block import ProgramBlock
+from ..ops import program_bn_function, program_triton_function
+from ..program_block import ProgramBlock, run_with_batchnorm
 from .compile import jit_function
 from .occupancy import Target
 
@@ -73,8 +74,10 @@ class Launch:
         return tuple(int(g) for g in grid)
 
 
-# The passes of a captured run, in order: an inference forward, a training forward, its backward.
-PASSES = ("inference", "training", "backward")
+# The passes of a captured run, in order: an inference forward, a training forward, its backward; a block program's
+# run adds a training forward with BatchNorm's batch statistics on the kernels (v3's blocks in training mode) and its
+# backward.
+PASSES = ("inference", "training", "backward", "bn-training", "bn-backward")
 
 
 def short_name(fn: JITFunction) -> str:
@@ -108,6 +111,8 @@ def variant(kwargs: dict) -> str:
     words = [" + ".join(parts)] if parts else []
     if any(k.startswith("mask") and k.endswith("_ptr") and v is not None for k, v in kwargs.items()):
         words.append("+mask")
+    if kwargs.get("sa_ptr") is not None:
+        words.append("+stats")  # a conv that also writes BatchNorm's batch-statistics partials
     part = kwargs.get("part_ptr")
     if kwargs.get("ATOMIC") or ("S" in kwargs and isinstance(part, torch.Tensor) and part.dim() == 1):
         words.append("atomic")  # the atomic path's one accumulator row, not S chunk rows (S may be 1 either way)
@@ -228,14 +233,16 @@ def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, all
     ``model.to(memory_format=...)`` and the benchmarks put them. A ``FastInception`` block (``block_args`` its
     arguments) runs with the layer's defaults, or with ``every_path`` every launch path: the branches serial and
     grouped, the backward deterministic and with atomics. A block program (``block_args`` a ``BlockProgram``) has
-    one path."""
+    one path, and without a residual end also runs as a training-mode block of v3 (every conv followed by a
+    BatchNorm using batch statistics, ``program_block.run_with_batchnorm``) forward and backward."""
     if isinstance(block_args, BlockProgram):
         program = ProgramBlock(block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
         program = program.to(memory_format=layout)
         x = torch.empty((batch, block_args.in_channels, size, size), dtype=dtype).contiguous(memory_format=layout)
         # on a GPU the choice follows torch.backends.cudnn.allow_tf32; on these CPU tensors it would be False
-        saved = program_triton_function.tf32_allowed
+        saved, saved_bn = program_triton_function.tf32_allowed, program_bn_function.tf32_allowed
         program_triton_function.tf32_allowed = lambda t: allow_tf32 and t.dtype == torch.float32
+        program_bn_function.tf32_allowed = program_triton_function.tf32_allowed
         try:
             mark("inference")
             with torch.no_grad():
@@ -245,8 +252,18 @@ def run_block(block_args, size: int, batch: int, dtype: torch.dtype, layout, all
             y = program(xg)
             mark("backward")
             torch.autograd.grad(y, [xg, *program.parameters()], torch.empty_like(y))
+            if block_args.residual is None:  # every conv with its BatchNorm, as v3's blocks train (no conv bias)
+                bns = [nn.BatchNorm2d(s.conv.out_channels, dtype=dtype) for s in block_args.conv_slots()]
+                convs = [(w, None) for w, _ in program.weights()]
+                xg = x.detach().requires_grad_()
+                mark("bn-training")
+                y = run_with_batchnorm(block_args, convs, bns, xg, "triton", block_args.name)
+                mark("bn-backward")
+                torch.autograd.grad(y, [xg, *(w for w, _ in convs), *(p for bn in bns for p in bn.parameters())],
+                                    torch.empty_like(y))
         finally:
             program_triton_function.tf32_allowed = saved
+            program_bn_function.tf32_allowed = saved_bn
         return
     block = FastInception(*block_args, backend="triton", device="meta", dtype=dtype).to_empty(device="cpu")
     block = block.to(memory_format=layout)

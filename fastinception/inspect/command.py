@@ -417,7 +417,8 @@ def _report(args, target, planned, results, wall) -> dict:
 
     block_args, size = _block(args.block)
     program = block_args if isinstance(block_args, BlockProgram) else None
-    problem = (f"Inception-v3 block {args.block} (inference, training forward and backward), input "
+    problem = (f"Inception-v3 block {args.block} (inference, training forward and backward, also with BatchNorm's "
+               f"batch statistics), input "
                f"{args.batch}x{program.in_channels}x{size}x"
                if program is not None else
                f"GoogLeNet block {args.block}, Inception{block_args}, input {args.batch}x{block_args[0]}x{size}x"
@@ -530,7 +531,8 @@ def _run_shapes(args: argparse.Namespace) -> int:
             rows.append({"batch": batch, **shapes.launch_work(launch),
                          "best": None if chosen is None else chosen["config"], "candidates": candidates})
         launches.append({k: v for k, v in entry.items() if k != "by_batch"} | {"batches": rows})
-    problem = (f"every launch of the triton backend's inference forward, training forward and backward for "
+    problem = (f"every launch of the triton backend's inference forward, training forward and backward (block "
+               f"programs: also with BatchNorm's batch statistics) for "
                f"{', '.join(f'{NETWORKS[n][0]} ({len(NETWORKS[n][1])} blocks)' for n in args.shapes)}, "
                f"at batch {', '.join(map(str, batches))}")
     header = _header(args, target, problem, SHAPES_NOTE, compiled, results, wall, failed)

@@ -145,8 +145,9 @@ SHAPES_NOTE = ("Grids and occupancy bounds from offline compiles, not timings. W
                "the autotuner's order).")
 SHAPES_LEGEND = [
     "launch: as in the compile report (kernel, then what tells it from the block's other launches); passes: "
-    "`inf` the inference forward, `train` the training forward, `bwd` the backward that make it; n: how many times "
-    "they make it, together (one of each pass).",
+    "`inf` the inference forward, `train` the training forward, `bwd` the backward, `bn-train` and `bn-bwd` the "
+    "training forward with BatchNorm's batch statistics and its backward that make it; n: how many times they "
+    "make it, together (one of each pass).",
     "GFLOP: 2 per multiply-add of the launch's GEMM plus one per element a pool or reduction adds or compares; "
     "MB: min_bytes, each tensor it reads once and each it writes once (10^6 bytes); both at the batch named.",
     "best: the best-filling candidate config at that batch, its ctas_per_sm (resident CTAs per SM from the "
@@ -155,7 +156,8 @@ SHAPES_LEGEND = [
     "b=N: the best-filling candidate at batch N: grid (CTAs) / waves (grid / (SMs x ctas_per_sm)) / tail_fill "
     "(the busy fraction of the last wave). Every candidate's row is in the JSON.",
 ]
-_PASS = {"inference": "inf", "training": "train", "backward": "bwd"}
+_PASS = {"inference": "inf", "training": "train", "backward": "bwd", "bn-training": "bn-train",
+         "bn-backward": "bn-bwd"}
 
 
 def _ref_batch(batches: list[int], gate_batch: int) -> int:

@@ -185,6 +185,14 @@ WORK = {
     "reduce_partials": Work(lambda a: a["S"] * a["R"], lambda a, meta, ctas: a["S"]),
     # a block program's ReLU mask: one compare per output element, no K loop
     "relu_mask": Work(lambda a: a["P"] * a["C"], lambda a, meta, ctas: 1),
+    # BatchNorm with batch statistics (kernels/batchnorm_*.py): the combines loop over the T partial rows (the
+    # finalize, one program, over every channel block too); the element passes have no loop
+    "bn_finalize": Work(lambda a: 2 * a["T"] * a["C"],
+                        lambda a, meta, ctas: cdiv(a["T"], meta["BLOCK_T"]) * cdiv(a["C"], meta["BLOCK_C"])),
+    "bn_relu": Work(lambda a: 4 * a["P"] * a["C"], lambda a, meta, ctas: 1),
+    "bn_grad_partials": Work(lambda a: 6 * a["P"] * a["C"], lambda a, meta, ctas: 1),
+    "bn_grad_combine": Work(lambda a: 2 * a["T"] * a["C"], lambda a, meta, ctas: cdiv(a["T"], meta["BLOCK_T"])),
+    "bn_input_grad": Work(lambda a: 8 * a["P"] * a["C"], lambda a, meta, ctas: 1),
 }
 
 
@@ -309,6 +317,11 @@ REASONS: tuple[Reason, ...] = (
                "over more CTAs, and a second pass over the partial sums, would fill a wave. Not split: the pass is "
                "one more launch, and on the first H200 run every block call was bound by its host time per launch "
                "(docs/results/gpu-h200-2026-12-04.md)")),
+    Reason(("conv2d_general",), blocks=("Mixed_7b", "Mixed_7c"), label="+stats", open=True, why=(
+        "training with batch statistics: each 1x1 head of the E blocks runs alone (the stem's fused 1x1 GEMM has no "
+        "statistics epilogue), so the 192-channel head writes 8192 pixels x 192 channels at batch 128, 128 tiles "
+        "at the smallest tensor-core tile, for 4.0 or 6.4 GFLOP; a stem launch writing every head's statistics "
+        "would fill the wave")),
     Reason(("conv2d_general",), blocks=("Mixed_7a",), label="3x3/s2 192->192", why=(
         "small by nature: Inception-v3's stride-2 3x3 conv to 8x8 writes 8192 pixels x 192 channels at batch "
         "128, 768 tiles of 64 x 32 where a wave holds 1056, for 5.4 GFLOP; only splitting its K loop "
