@@ -158,9 +158,10 @@ def run_with_batchnorm(program: BlockProgram, convs, bns, x: torch.Tensor, backe
 
 def fused_training_applies(program: BlockProgram, convs, bns, x: torch.Tensor, backend: str) -> bool:
     """Whether the training-mode block runs on the kernels with BatchNorm fused (``ops/program_bn_triton.py``): the
-    triton backend, every conv followed by a BatchNorm using batch statistics, no residual end, and an input the
-    kernels take as it is (the block's dtype, no autocast, no torch.func transform, not bf16 under the interpreter).
-    The rest (and every malformed input, whose error the general path gives) runs the general path."""
+    triton backend named (``"auto"`` keeps PyTorch's convolutions in training), every conv followed by a BatchNorm
+    using batch statistics, no residual end, and an input the kernels take as it is (the block's dtype, no
+    autocast, no torch.func transform, not bf16 under the interpreter). The rest (and every malformed input, whose
+    error the general path gives) runs the general path."""
     from .kernels.common import bf16_on_interpreter
 
     if program.residual is not None or any(bn is None or not uses_batch_statistics(bn) for bn in bns):
@@ -170,7 +171,7 @@ def fused_training_applies(program: BlockProgram, convs, bns, x: torch.Tensor, b
     tensors = [t for (w, b), bn in zip(convs, bns) for t in (w, b, bn.weight, bn.bias) if t is not None]
     if any(t.dtype != x.dtype or t.device != x.device for t in tensors) or autocast_dtype(x) is not None:
         return False
-    if resolve_backend(backend, x) != "triton" or bf16_on_interpreter(x.dtype, x.device):
+    if backend != "triton" or bf16_on_interpreter(x.dtype, x.device):  # "auto" trains on PyTorch's convs
         return False
     functorch = torch._C._functorch
     return torch.compiler.is_compiling() or not any(functorch.is_functorch_wrapped_tensor(t) for t in (x, *tensors))

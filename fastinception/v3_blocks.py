@@ -10,9 +10,10 @@ statistics and updates its running averages exactly as the unit would, so these 
 
 ``backend``: on ``"triton"`` the units' BatchNorm is folded into their convs on every call (a few small ops on the
 weights, differentiable, so the convs and the BatchNorm affine parameters still get gradients), which is what
-BatchNorm computes in eval mode only. A block whose units normalise with batch statistics (training mode) runs the
-PyTorch plan with each unit's BatchNorm and ReLU after its conv, the convs on the general conv kernel on
-``"triton"`` and PyTorch's on ``"auto"`` (``program_block.run_with_batchnorm``).
+BatchNorm computes in eval mode only. A block whose units normalise with batch statistics (training mode) runs on
+``"triton"`` with BatchNorm on the kernels (statistics in the convs' epilogues, ``ops/program_bn_triton.py``), and
+on ``"auto"`` the PyTorch plan with each unit's BatchNorm and ReLU after its conv
+(``program_block.run_with_batchnorm``).
 """
 from __future__ import annotations
 
