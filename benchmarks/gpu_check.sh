@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Everything a GPU machine should check and measure, sized for one call of about 7 minutes on a lent H200: the
+# Everything a GPU machine should check and measure, sized for one call of about 8 minutes on a lent H200: the
 # support table's GPU-only cells, the kernel, plan and layer tests compiled on CUDA (parallel workers, so most Triton compiles land in the on-disk cache
 # that the benchmarks then reuse), the whole Inception-v3 and FID networks, three Inception-v3 blocks and three
 # GoogLeNet blocks against eager PyTorch and torch.compile, where each block's time goes (host or kernels), and the
-# >2**31-element forward. Each step has its own time limit (420 s in all) so that a slow step cannot take the
+# >2**31-element forward. Each step has its own time limit (460 s in all) so that a slow step cannot take the
 # others' time; a step cut short says so in summary.txt. On the first H200 run (2026-12-04) 120 s of tests with 12
 # workers finished a quarter of the whole suite, so a step's limit bounds what it covers: read summary.txt.
 #
@@ -51,6 +51,9 @@ bench=("$python" -m fastinception bench --dtypes fp16 --layout channels_last --t
 # runs them again among the rest, where its limit may not reach them.
 run 50 support "$python" -m pytest -v -p no:cacheprovider tests/layer/test_program_support.py \
     tests/layer/test_integration.py
+# BatchNorm training on the kernels (statistics in the conv epilogue, finalize, backward), first compiled here
+run 40 bn-training "$python" -m pytest -v -p no:cacheprovider tests/kernels/test_batchnorm.py \
+    tests/layer/test_batchnorm_training_triton.py
 run 120 tests "$python" -m pytest -v -p no:cacheprovider "${workers[@]}" tests/kernels tests/ops tests/layer
 run 80 networks "${bench[@]}" --blocks none --v3-blocks none --model inception_v3,fid --googlenet-passes fwd \
     --googlenet-batches 128 --fid-batches 200 --contenders eager-nchw,eager-cl,fast-triton --out "$out/networks"
