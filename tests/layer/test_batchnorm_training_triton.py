@@ -122,6 +122,7 @@ def test_v3_block_trains_as_torchvisions_in_float32(name):
         _assert_matches(tv, fast, x, torch.float32)
 
 
+@pytest.mark.slow  # the kernels' own test covers momentum None by default (tests/kernels/test_batchnorm.py)
 def test_momentum_none_keeps_the_cumulative_average_over_two_steps():
     tv, fast, x = _pair("A", torch.float64, momentum=None)
     for seed in (2, 5):
@@ -130,6 +131,7 @@ def test_momentum_none_keeps_the_cumulative_average_over_two_steps():
     assert all(m.num_batches_tracked.item() == 5 for m in fast.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
+@pytest.mark.slow  # the kernels' own tests rerun for the same bits by default (tests/kernels/test_batchnorm.py)
 def test_two_runs_give_the_same_bits():
     _, fast, x = _pair("A", torch.float32)
     again = copy.deepcopy(fast)
