@@ -25,7 +25,7 @@ import torch
 from ..blocks.program import Conv, Pool
 from .layout import channels_last, empty_in_layout_of, in_dtype
 from .program_plan_triton import ConvStep, PoolStep, PrologueStep, Tape
-from .streams import on_device, side_streams
+from .streams import on_device, run_branch_backward
 
 POINTWISE = dict(kernel=(1, 1), stride=(1, 1), padding=(0, 0))
 
@@ -143,7 +143,8 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
                     terms.append((grad_y, y, weights[slot][0], conv.kernel, conv.stride, conv.padding, conv.relu))
                 if step.src is None:
                     if need_x:
-                        x_terms.append(lambda gx, acc, terms=terms: conv_input_grad(gx, terms, accumulate=acc))
+                        x_terms.append(lambda gx, accumulate, terms=terms:
+                                       conv_input_grad(gx, terms, accumulate=accumulate))
                 else:
                     grad_src, acc = grad_buffer(src)
                     launches.append(functools.partial(conv_input_grad, grad_src, terms, accumulate=acc))
@@ -156,7 +157,7 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
                 backward = pool_input_grad(step.pool, grad_y, x=src, y=y, relu=step.relu)
                 if step.src is None:
                     if need_x:
-                        x_terms.append(lambda gx, acc, backward=backward: backward(gx, accumulate=acc))
+                        x_terms.append(lambda gx, accumulate, backward=backward: backward(gx, accumulate=accumulate))
                 else:
                     grad_src, acc = grad_buffer(src)
                     launches.append(functools.partial(backward, grad_src, accumulate=acc))
@@ -178,17 +179,10 @@ def run_program_backward_triton(tape: Tape, out: torch.Tensor, weights, grad_out
                     launches.append(functools.partial(conv_input_grad, grad_pooled, [
                         (grad_y, y, weights[step.slot][0], (1, 1), (1, 1), (0, 0), step.conv.relu)]))
                     backward = pool_input_grad(step.pool, grad_pooled, x=x)
-                    x_terms.append(lambda gx, acc, backward=backward: backward(gx, accumulate=acc))
+                    x_terms.append(lambda gx, accumulate, backward=backward: backward(gx, accumulate=accumulate))
         work.append(launches)
 
-    with on_device(x):
-        with side_streams(x.device, len(work), streams) as contexts:
-            for launches, context in zip(work, contexts):
-                with context:
-                    for start_launch in launches:
-                        start_launch()
-        for k, term in enumerate(x_terms):  # every branch reads x: the first term writes every element
-            term(grad_x, k > 0)
+    run_branch_backward(x, work, x_terms, grad_x, streams)
     return grad_x, grads
 
 

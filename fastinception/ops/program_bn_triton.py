@@ -30,7 +30,7 @@ import torch
 from ..blocks.program import BlockProgram, Conv, Pool
 from .layout import channels_last, empty_in_layout_of, in_dtype, memory_format_of
 from .program_plan_triton import WORKSPACE_ALIGN, PoolStep, kernel_input
-from .streams import on_device, side_streams
+from .streams import on_device, run_branch_backward, side_streams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,12 +281,5 @@ def run_program_bn_backward(program: BlockProgram, x: torch.Tensor, workspace: t
                 launches.append(functools.partial(backward, grad_src, accumulate=acc))
         work.append(launches)
 
-    with on_device(x):
-        with side_streams(x.device, len(work), streams) as contexts:
-            for launches, context in zip(work, contexts):
-                with context:
-                    for start_launch in launches:
-                        start_launch()
-        for k, term in enumerate(x_terms):  # in the program's order: the first writes every element
-            term(grad_x, accumulate=k > 0)
+    run_branch_backward(x, work, x_terms, grad_x, streams)
     return grad_x, grads

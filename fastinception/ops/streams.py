@@ -49,3 +49,17 @@ def side_streams(device: torch.device, count: int, enabled: bool):
     finally:
         for side in sides:
             main.wait_stream(side)
+
+
+def run_branch_backward(x: torch.Tensor, work: list, x_terms: list, grad_x, streams: bool) -> None:
+    """A block program's backward launches: each branch's list of ``work`` on its own stream (side streams when
+    ``streams``), then the input-gradient ``x_terms`` in the program's order on the caller's stream, called as
+    ``term(grad_x, accumulate=...)``: the first writes every element, the rest add, so the sum has a fixed order."""
+    with on_device(x):
+        with side_streams(x.device, len(work), streams) as contexts:
+            for launches, context in zip(work, contexts):
+                with context:
+                    for start_launch in launches:
+                        start_launch()
+        for k, term in enumerate(x_terms):
+            term(grad_x, accumulate=k > 0)
