@@ -92,3 +92,25 @@ def test_on_the_triton_backend_convs_with_bias_before_batchnorm(mode):
     assert rel_error(got_y, want_y) <= 1e-5 and rel_error(got_x, want_x) <= 1e-5
     # pooled: in training mode a conv bias before BatchNorm gets a gradient of zero up to rounding
     assert rel_error(torch.cat([g.flatten() for g in got_p]), torch.cat([g.flatten() for g in want_p])) <= 1e-5
+
+
+@pytest.mark.slow  # a whole network under the interpreter
+def test_a_whole_bn_inception_trains_on_the_triton_backend_as_the_port_in_float64():
+    # training mode on the triton backend: the stem's units run in PyTorch, the ten blocks on the fused BatchNorm
+    # path (their convs have biases); logits, every gradient and the running statistics against the port's forward
+    from helpers import DEVICE, make_input
+
+    torch.manual_seed(0)
+    model = bn_inception(num_classes=10, backend="triton")
+    randomise_batchnorms(model, seed=1)
+    model = model.to(DEVICE, torch.float64).train()
+    port = copy.deepcopy(model)
+    x = make_input((2, 3, 64, 64), dtype=torch.float64, seed=2, device=DEVICE)
+    got, want = model(x), port_forward(port, x)
+    assert rel_error(got, want) <= 1e-9
+    got_g = torch.autograd.grad(got.square().sum(), list(model.parameters()))
+    want_g = torch.autograd.grad(want.square().sum(), list(port.parameters()))
+    # pooled, as above: the conv biases' gradients are zero up to rounding
+    assert rel_error(torch.cat([g.flatten() for g in got_g]), torch.cat([g.flatten() for g in want_g])) <= 1e-9
+    for (name, a), b in zip(port.state_dict().items(), model.state_dict().values()):
+        assert (torch.equal(a, b) if "num_batches" in name else rel_error(b, a) <= 1e-9), name
