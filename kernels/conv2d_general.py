@@ -108,6 +108,9 @@ GENERAL_CONV_CONFIGS = [
 # fp32 without tf32 (tl.dot on CUDA cores, operands in registers): tiles that do not spill on sm_90 (offline compiles
 # of the v3 blocks' convs; 64x32x16 with 4 warps spilled 48-72 bytes)
 GENERAL_CONV_IEEE_CONFIGS = [_config(128, 32, 16, 4, 4), _config(64, 32, 16, 8, 3)]
+# ... and with BatchNorm's statistics in the epilogue, where both of those spilled (up to 176 bytes, the stride-2
+# 3x3 convs of v3's D block): 64x64x16 with 8 warps did not, on any v3 block's conv
+GENERAL_CONV_IEEE_STATS_CONFIGS = [_config(64, 64, 16, 8, 3), _config(64, 64, 16, 8, 4)]
 # tf32 holds fp32 operands: 64x128x32 with 4 warps spilled (32 bytes, the 7x1 conv of v3's C block)
 # (copies: FitPrune tells the lists apart by identity)
 GENERAL_CONV_TF32_CONFIGS = [_config(c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.kwargs["BLOCK_K"], c.num_warps,
@@ -119,15 +122,20 @@ _SHAPE_KEYS = ["KH", "KW", "SH", "SW", "PH", "PW", "RELU"]
 
 
 @triton.autotune(
-    configs=GENERAL_CONV_CONFIGS + GENERAL_CONV_IEEE_CONFIGS + GENERAL_CONV_TF32_CONFIGS + FP64_CONFIGS,
-    # no pixel count: the tiling (and so every pixel's summation order) must not depend on the batch
-    key=["C_IN", "C_OUT_A", "C_OUT_B", "H", "W", "OH", "OW", "stride_x_c", "stride_outa_c", "stride_outb_c"]
+    configs=GENERAL_CONV_CONFIGS + GENERAL_CONV_IEEE_CONFIGS + GENERAL_CONV_IEEE_STATS_CONFIGS
+    + GENERAL_CONV_TF32_CONFIGS + FP64_CONFIGS,
+    # no pixel count: the tiling (and so every pixel's summation order) must not depend on the batch;
+    # stride_sa_t (C_OUT_A with statistics, else 0) tells the statistics' variant apart
+    key=["C_IN", "C_OUT_A", "C_OUT_B", "H", "W", "OH", "OW", "stride_x_c", "stride_outa_c", "stride_outb_c",
+         "stride_sa_t"]
     + [k + "_A" for k in _SHAPE_KEYS] + [k + "_B" for k in _SHAPE_KEYS],
     prune_configs_by={"early_config_prune": FitPrune(
         stage_elems=lambda m, n, k: m * k + k * n,
         dtype_arg="x_ptr",
         extents=lambda a: {"BLOCK_N": max(a["C_OUT_A"], a["C_OUT_B"]), "BLOCK_K": a["C_IN"]},
-        precision_configs={"ieee": GENERAL_CONV_IEEE_CONFIGS, "tf32": GENERAL_CONV_TF32_CONFIGS},
+        precision_configs={"ieee": GENERAL_CONV_IEEE_CONFIGS, "ieee+stats": GENERAL_CONV_IEEE_STATS_CONFIGS,
+                           "tf32": GENERAL_CONV_TF32_CONFIGS},
+        stats_arg="sa_ptr",
         output_channel_strides=("stride_outa_c",),
     )},
 )

@@ -150,8 +150,10 @@ class FitPrune:
     1. Forward kernels (which take USE_DOT): the tl.dot configs, or FP64_CONFIGS for fp64. ``precision_configs``
        maps fp32's PRECISION ("ieee": tl.dot on CUDA cores, operands and accumulator in registers; "tf32") to the
        configs of its own that a kernel tries then, chosen where the larger tiles spill; the other precisions get
-       the configs in no such list. An output with channels not adjacent in memory (``output_channel_strides`` not
-       1) keeps tiles of at most 32 accumulator values a thread.
+       the configs in no such list. With ``stats_arg`` (a pointer, None or not), a launch where it is not None
+       takes the list of "PRECISION+stats" when there is one (an epilogue that needs other tiles). An output with
+       channels not adjacent in memory (``output_channel_strides`` not 1) keeps tiles of at most 32 accumulator
+       values a thread.
     2. Configs whose shared memory cannot fit the device are dropped. Estimate: num_stages - 1 buffers (at least
        one) of one pipeline stage's loaded tiles, ``stage_elems(BLOCK_M, BLOCK_N, BLOCK_K)`` elements of
        ``dtype_arg``'s element size. That is what Triton's pipeliner allocates (wgmma takes one buffer more, and
@@ -169,8 +171,10 @@ class FitPrune:
     result is the same for every call that shares a key (on one kind of device: the limit is not in the key).
     """
 
-    def __init__(self, stage_elems, dtype_arg, extents=None, precision_configs=None, output_channel_strides=()):
+    def __init__(self, stage_elems, dtype_arg, extents=None, precision_configs=None, output_channel_strides=(),
+                 stats_arg=None):
         self.stage_elems = stage_elems
+        self.stats_arg = stats_arg
         self.dtype_arg = dtype_arg
         self.extents = extents
         self.precision_configs = precision_configs or {}
@@ -182,6 +186,9 @@ class FitPrune:
         if not self.precision_configs:
             return configs
         kind = args.get("PRECISION") if args[self.dtype_arg].dtype == torch.float32 else None
+        with_stats = self.stats_arg is not None and args[self.stats_arg] is not None
+        if with_stats and f"{kind}+stats" in self.precision_configs:
+            kind = f"{kind}+stats"
         if kind in self.precision_configs:
             chosen = self.precision_configs[kind]
             return [c for c in configs if any(c is k for k in chosen)] or configs

@@ -12,6 +12,7 @@ import triton
 from fastinception.kernels import (
     conv2d_backward,
     conv2d_forward,
+    conv2d_general,
     conv2d_general_backward,
     launch,
     stem_backward,
@@ -294,3 +295,22 @@ def test_the_int64_variant_computes_the_same(int64_offsets):
     fast = FastInception.from_module(ref, backend="triton")
     with without_tf32():  # fp32's tolerance on a GPU too
         check_against_float64(fast, ref, make_input((2, 7, 5, 4), "nhwc", torch.float32, DEVICE, seed=4), "nhwc")
+
+
+def test_prune_gives_fp32_without_tf32_its_own_tiles_when_the_epilogue_writes_batchnorms_statistics():
+    kernel = conv2d_general._conv2d_general_kernel
+    prune = kernel.early_config_prune
+    sizes = dict(C_IN=192, C_OUT_A=320, C_OUT_B=0, USE_DOT=True, PRECISION="ieee")
+    t = torch.empty(1)
+
+    def kept(stats, precision="ieee", dtype=torch.float32):
+        return prune(kernel.configs, {}, **_prune_args(dtype, **{**sizes, "sa_ptr": stats, "PRECISION": precision}))
+
+    def only(configs, listed):
+        return configs and all(any(c is k for k in listed) for c in configs)
+
+    assert only(kept(t), conv2d_general.GENERAL_CONV_IEEE_STATS_CONFIGS)
+    assert only(kept(None), conv2d_general.GENERAL_CONV_IEEE_CONFIGS)
+    assert only(kept(t, "tf32"), conv2d_general.GENERAL_CONV_TF32_CONFIGS)
+    assert not any(any(c is k for k in conv2d_general.GENERAL_CONV_IEEE_STATS_CONFIGS)
+                   for c in kept(t, dtype=torch.float16))
