@@ -185,10 +185,9 @@ WORK = {
     "reduce_partials": Work(lambda a: a["S"] * a["R"], lambda a, meta, ctas: a["S"]),
     # a block program's ReLU mask: one compare per output element, no K loop
     "relu_mask": Work(lambda a: a["P"] * a["C"], lambda a, meta, ctas: 1),
-    # BatchNorm with batch statistics (kernels/batchnorm_*.py): the combines loop over the T partial rows (the
-    # finalize, one program, over every channel block too); the element passes have no loop
-    "bn_finalize": Work(lambda a: 2 * a["T"] * a["C"],
-                        lambda a, meta, ctas: cdiv(a["T"], meta["BLOCK_T"]) * cdiv(a["C"], meta["BLOCK_C"])),
+    # BatchNorm with batch statistics (kernels/batchnorm_*.py): the combines loop over the T partial rows; the
+    # element passes have no loop
+    "bn_finalize": Work(lambda a: 2 * a["T"] * a["C"], lambda a, meta, ctas: cdiv(a["T"], meta["BLOCK_T"])),
     "bn_relu": Work(lambda a: 4 * a["P"] * a["C"], lambda a, meta, ctas: 1),
     "bn_grad_partials": Work(lambda a: 6 * a["P"] * a["C"], lambda a, meta, ctas: 1),
     "bn_grad_combine": Work(lambda a: 2 * a["T"] * a["C"], lambda a, meta, ctas: cdiv(a["T"], meta["BLOCK_T"])),

@@ -5,9 +5,10 @@ Forward, per conv (``BNConvStep``), three launches on its branch's stream:
 1. ``conv2d_general`` writes the conv's output ``y`` (BatchNorm's input) into the workspace and, in its epilogue, each
    output channel's sum and centred sum of squares per group of 32 pixels (``stats=``);
 2. ``batchnorm_forward.launch_bn_finalize`` combines the groups in a fixed order into the batch mean and rstd (kept
-   for the backward) and updates the BatchNorm's running statistics and ``num_batches_tracked`` in place;
+   for the backward) and updates the BatchNorm's running statistics in place;
 3. ``batchnorm_forward.launch_bn_relu`` writes ``relu(gamma * xhat + beta)`` where the next op reads it: a branch
-   buffer, or the block output's channel slice.
+   buffer, or the block output's channel slice; and increments ``num_batches_tracked`` (after the finalize's
+   programs have all read it).
 A pool is one ``pool2d`` launch. There is no stem here: every conv needs its own statistics pass and light pass, so
 each branch head's 1x1 runs on ``conv2d_general`` like any other conv (x is read once per head).
 
@@ -205,7 +206,7 @@ def run_program_bn_triton(program: BlockProgram, params, running, eps, momentum,
             launch_bn_finalize(part, pixels, stats_of(k), eps=eps[k], running_mean=rm, running_var=rv,
                                num_batches_tracked=nbt, momentum=momentum[k])
 
-        return [conv_with_stats, functools.partial(launch_bn_relu, pre, stats_of(k), gamma, beta, step.dest)]
+        return [conv_with_stats, functools.partial(launch_bn_relu, pre, stats_of(k), gamma, beta, step.dest, nbt)]
 
     if x_read.shape[0]:
         work = [[launch for step in steps for launch in step_launch(step)] for steps in branches]

@@ -37,13 +37,14 @@ def _forward(x, w, b, gamma, beta, kernel, padding, running, momentum, eps=1e-3)
     stats = _nan((2, c), x.dtype)
     launch_bn_finalize(part, pixels, stats, eps=eps, momentum=momentum, **running)
     act = _nan(y.shape, x.dtype, like=x)
-    launch_bn_relu(y, stats, gamma, beta, act)
+    launch_bn_relu(y, stats, gamma, beta, act, running["num_batches_tracked"])
     return y, stats, act
 
 
-# (batch, input channels, side, output channels, kernel): 40 channels span two channel blocks; 2x9x9 1x1 pixels are
-# 162 (six 32-pixel groups, the last one short), 2x17x17 578 (19 groups: more than one block of the combine)
-CASES = {"3x3": (2, 5, 7, 40, 3), "1x1-many-groups": (2, 4, 17, 6, 1)}
+# (batch, input channels, side, output channels, kernel): 40 channels span three of the finalize's channel blocks
+# (and two of the light pass's); 2x7x7 pixels are 98 (four 32-pixel groups, the last one short), 2x33x33 2178 (69
+# groups: two steps of the finalize's combine)
+CASES = {"3x3": (2, 5, 7, 40, 3), "1x1-many-groups": (2, 4, 33, 6, 1)}
 
 
 @pytest.mark.parametrize("case, dtype, momentum", [
